@@ -1,0 +1,203 @@
+"""Real processes for end-to-end tests: gunicorn and nginx on free loopback ports.
+
+Every wait is bounded; every process is stopped by its own handle (terminate,
+then kill after a grace period), never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+IN_CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def require_binary(name: str, *candidates: str) -> str:
+    """Path of a program; skip the test locally, fail it under CI=true."""
+    for candidate in (name, *candidates):
+        found = shutil.which(candidate) or (
+            candidate if os.access(candidate, os.X_OK) else None
+        )
+        if found:
+            return found
+    reason = f'{name} is not installed (CI installs it via .ci/run)'
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def wait_http(
+    url: str,
+    timeout: float = 30.0,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``url`` until it answers (any status) or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            text = log.read_text()[-3000:] if log and log.exists() else ''
+            raise RuntimeError(f'process exited with {proc.returncode}:\n{text}')
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise TimeoutError(f'{url} did not answer within {timeout} s')
+
+
+@dataclass
+class Server:
+    """A started process and where it listens."""
+
+    proc: subprocess.Popen
+    port: int
+    log: Path
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.port}'
+
+    def stop(self, timeout: float = 15.0) -> None:
+        stop_process(self.proc, timeout)
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the direct children of the process (gunicorn's workers)."""
+        path = Path(f'/proc/{self.proc.pid}/task/{self.proc.pid}/children')
+        try:
+            return [int(p) for p in path.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Terminate a child we started; kill it if it does not exit in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def store_env(store: Path, port: int, **settings: object) -> dict[str, str]:
+    """The environment for a gunicorn run of the store (WSGI_STORE_* settings)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            'WSGI_STORE_STORE_DIR': str(store),
+            'WSGI_STORE_PORT': str(port),
+            'WSGI_STORE_HOST': '127.0.0.1',
+        }
+    )
+    env.update({f'WSGI_STORE_{k.upper()}': str(v) for k, v in settings.items()})
+    return env
+
+
+def start_gunicorn(
+    workdir: Path,
+    store: Path,
+    *,
+    port: int | None = None,
+    timeout: float = 30.0,
+    **settings: object,
+) -> Server:
+    """``gunicorn -c gunicorn.conf.py`` from the repository root on a free port."""
+    port = port or free_port()
+    log = workdir / f'gunicorn-{port}.log'
+    with open(log, 'ab') as out:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / 'gunicorn'), '-c', str(ROOT / 'gunicorn.conf.py')],
+            cwd=ROOT,
+            env=store_env(store, port, **settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(proc, port, log)
+    try:
+        wait_http(server.url + '/healthz', timeout, proc, log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+NGINX_MAIN = """\
+worker_processes 1;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    default_type application/octet-stream;
+{body}
+}}
+"""
+
+
+def start_nginx(
+    workdir: Path, http_body: str, port: int, timeout: float = 15.0
+) -> Server:
+    """Run nginx in the foreground with ``http_body`` inside its ``http {}`` block."""
+    nginx = require_binary('nginx', '/usr/sbin/nginx')
+    prefix = workdir / f'nginx-{port}'
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / 'nginx.conf'
+    conf.write_text(NGINX_MAIN.format(prefix=prefix, body=http_body))
+    log = prefix / 'stderr.log'
+    with open(log, 'ab') as out:
+        proc = subprocess.Popen(
+            [
+                nginx,
+                '-p',
+                str(prefix),
+                '-c',
+                str(conf),
+                '-e',
+                str(prefix / 'error.log'),
+                '-g',
+                'daemon off;',
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(proc, port, log, {'prefix': prefix})
+    try:
+        wait_http(server.url + '/healthz', timeout, proc, prefix / 'error.log')
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB (VmRSS)."""
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1])
+    raise LookupError(pid)

@@ -1,0 +1,23 @@
+"""Storage backends: the sharded filesystem (default) and S3."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Backend, ObjectInfo, PutResult, ReadyCheck, Staged
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ['Backend', 'ObjectInfo', 'PutResult', 'ReadyCheck', 'Staged', 'make_backend']
+
+
+def make_backend(config: Config) -> Backend:
+    """Create the backend the configuration names (S3 is imported lazily)."""
+    if config.backend == 's3':
+        from .s3 import S3Backend
+
+        return S3Backend.from_config(config)
+    from .fs import FilesystemBackend
+
+    return FilesystemBackend.from_config(config)

@@ -1,0 +1,207 @@
+"""The backend contract: what every storage backend promises.
+
+A backend stores immutable objects named by the hex digest of their bytes under
+the store's one algorithm. Writes are two-phase so that a caller can stage a body
+(streamed, hashed in one pass, never visible under its name), check it, and only
+then make it visible:
+
+    staged = backend.stage(body, ...)     # temp file / temp key, hashed
+    result = backend.commit(staged)       # atomic, durable; dedupes
+    backend.discard(staged)               # on any failure; idempotent
+
+:meth:`Backend.put` does all three with the digest checks. Backends raise only
+:mod:`wsgi_store.errors` (``NotFound``, ``InsufficientStorage``,
+``BackendUnavailable``...), never HTTP errors.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from ..digests import Expectation, Readable
+from ..errors import DigestMismatch
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What an upload produced."""
+
+    hash: str
+    size: int
+    created: bool  # False when the content was already stored
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Metadata of a stored object."""
+
+    hash: str
+    size: int
+    mtime: float = 0.0
+
+
+@dataclass
+class Download:
+    """An object opened for a GET: its metadata and, where cheap, its bytes.
+
+    ``data`` holds a small object read whole; ``file`` a real file positioned at
+    0 (so the server can ``sendfile`` it). When both are None the caller uses
+    :meth:`Backend.open` with the range it needs.
+    """
+
+    info: ObjectInfo
+    data: bytes | None = None
+    file: IO[bytes] | None = None
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+@dataclass
+class Staged:
+    """A fully received body waiting to be committed or discarded."""
+
+    hash: str
+    size: int
+    digests: dict[str, bytes]
+    handle: Any = None  # backend-private: temp path, temp key, ...
+    done: bool = field(default=False)
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """One readiness check's outcome, for ``/readyz``."""
+
+    name: str
+    ok: bool
+    detail: str = ''
+
+
+class Backend(abc.ABC):
+    """Abstract storage backend. See the module docstring for the contract."""
+
+    algorithm: str
+    name: str = 'abstract'
+
+    # -- writes ------------------------------------------------------------
+    @abc.abstractmethod
+    def stage(
+        self,
+        source: Readable,
+        *,
+        extra_algorithms: Iterable[str] = (),
+        length: int | None = None,
+        max_bytes: int = 0,
+    ) -> Staged:
+        """Stream ``source`` to a private temporary place, hashing it.
+
+        Raises ``TooLarge``, ``IncompleteBody``, ``InsufficientStorage``; leaves
+        nothing behind when it raises.
+        """
+
+    @abc.abstractmethod
+    def commit(self, staged: Staged) -> PutResult:
+        """Make a staged body visible under its hash, durably and atomically.
+
+        If the object already exists the staged copy is dropped and
+        ``created`` is False. The staged object is consumed either way.
+        """
+
+    @abc.abstractmethod
+    def discard(self, staged: Staged) -> None:
+        """Remove a staged body. Idempotent; never raises for a missing temp."""
+
+    def put(
+        self,
+        source: Readable,
+        *,
+        expect: Sequence[Expectation] = (),
+        length: int | None = None,
+        max_bytes: int = 0,
+    ) -> PutResult:
+        """Stage, check the expected digests, commit; discard on any failure."""
+        extra = [e.algorithm for e in expect if e.algorithm != self.algorithm]
+        staged = self.stage(
+            source, extra_algorithms=extra, length=length, max_bytes=max_bytes
+        )
+        try:
+            check_expectations(staged, expect, self.algorithm)
+            return self.commit(staged)
+        finally:
+            if not staged.done:
+                self.discard(staged)
+
+    # -- reads ---------------------------------------------------------------
+    @abc.abstractmethod
+    def stat(self, hex_hash: str) -> ObjectInfo:
+        """Size and time of an object; ``NotFound`` when absent."""
+
+    def get(self, hex_hash: str, *, inline_limit: int = 0) -> Download:
+        """Open an object for a GET; ``NotFound`` when absent.
+
+        Backends may return the bytes of objects up to ``inline_limit`` bytes in
+        ``data`` (cheaper than streaming them) or a real file in ``file``.
+        """
+        return Download(self.stat(hex_hash))
+
+    @abc.abstractmethod
+    def open(self, hex_hash: str, start: int = 0, end: int | None = None) -> IO[bytes]:
+        """Open an object for reading from ``start`` to ``end`` (exclusive).
+
+        The filesystem backend returns a real file positioned at ``start``, so the
+        server can ``sendfile`` it. ``NotFound`` when absent.
+        """
+
+    def exists(self, hex_hash: str) -> bool:
+        """True when the object is stored."""
+        from ..errors import NotFound
+
+        try:
+            self.stat(hex_hash)
+        except NotFound:
+            return False
+        return True
+
+    @abc.abstractmethod
+    def delete(self, hex_hash: str) -> None:
+        """Remove an object; ``NotFound`` when absent."""
+
+    @abc.abstractmethod
+    def iter_hashes(self, after: str = '') -> Iterator[str]:
+        """Every stored hash greater than ``after``, in ascending order."""
+
+    # -- maintenance -----------------------------------------------------------
+    def sweep_temp(self, max_age: float = 0.0) -> int:
+        """Remove temporary uploads older than ``max_age`` seconds; return count."""
+        return 0
+
+    def ready_checks(self) -> list[ReadyCheck]:
+        """Checks for ``/readyz`` (writable, free space, endpoint reachable)."""
+        return []
+
+    def quarantine(self, hex_hash: str) -> str:
+        """Move a corrupt object aside (never delete it); return where it went."""
+        raise NotImplementedError
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and files."""
+
+
+def check_expectations(
+    staged: Staged, expect: Sequence[Expectation], algorithm: str
+) -> None:
+    """Raise ``DigestMismatch`` when a staged body differs from an announced digest."""
+    for exp in expect:
+        got = staged.digests.get(exp.algorithm)
+        if got is not None and got != exp.digest:
+            name = 'file_hash' if exp.algorithm == algorithm else exp.algorithm
+            raise DigestMismatch(
+                f'the body does not match the {name} given in {exp.source}',
+                expected=exp.digest.hex(),
+                actual=got.hex(),
+                algorithm=exp.algorithm,
+            )

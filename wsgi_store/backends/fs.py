@@ -1,0 +1,321 @@
+"""The sharded filesystem backend: the object ``abcdef...`` is ``STORE/ab/abcdef...``.
+
+Write path (one pass): a temp file in ``STORE/tmp/`` (``O_EXCL``, mode 0640) is
+hashed while written, length-checked, ``fsync``-ed, ``os.replace``-d into its
+shard and the shard directory is ``fsync``-ed. Any failure removes the temp file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, NoReturn
+
+from ..digests import copy_stream, hex_length, new_hasher
+from ..errors import InsufficientStorage, NotFound, StoreMismatch
+from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
+from .dirsync import DirSyncer
+
+logger = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1
+META_NAME = 'wsgi-store.json'
+SHARDS = [f'{i:02x}' for i in range(256)]
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class FilesystemBackend(Backend):
+    """Objects as files in 256 shard directories under one root."""
+
+    name = 'fs'
+
+    def __init__(
+        self,
+        root: Path | str,
+        algorithm: str = 'sha256',
+        *,
+        fsync: bool = True,
+        chunk_bytes: int = 1 << 20,
+        min_free_bytes: int = 0,
+        min_free_inodes: int = 0,
+    ) -> None:
+        self.root = Path(root).absolute()
+        self.algorithm = algorithm
+        self.hex_length = hex_length(algorithm)  # also validates the name
+        self.fsync = fsync
+        self.chunk_bytes = chunk_bytes
+        self.min_free_bytes = min_free_bytes
+        self.min_free_inodes = min_free_inodes
+        self.tmp = self.root / 'tmp'
+        self.quarantine_dir = self.root / 'quarantine'
+        self._syncer = DirSyncer()
+        self._init_store()
+
+    @classmethod
+    def from_config(cls, config: object) -> FilesystemBackend:
+        from ..config import Config
+
+        assert isinstance(config, Config)
+        return cls(
+            config.store_dir,
+            config.hash,
+            fsync=config.fsync,
+            chunk_bytes=config.chunk_bytes,
+            min_free_bytes=config.readyz_min_free_bytes,
+            min_free_inodes=config.readyz_min_free_inodes,
+        )
+
+    # -- layout ------------------------------------------------------------
+    def _init_store(self) -> None:
+        meta_path = self.root / META_NAME
+        self.root.mkdir(parents=True, exist_ok=True)
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get('algorithm') != self.algorithm:
+                raise StoreMismatch(
+                    f'the store at {self.root} uses {meta.get("algorithm")}, not '
+                    f'{self.algorithm}; start with --hash {meta.get("algorithm")} '
+                    'or use another store directory'
+                )
+            if meta.get('layout') != LAYOUT_VERSION:
+                raise StoreMismatch(
+                    f'the store at {self.root} has layout '
+                    f'{meta.get("layout")}, this version reads {LAYOUT_VERSION}'
+                )
+        for name in [*SHARDS, 'tmp']:
+            (self.root / name).mkdir(mode=0o750, exist_ok=True)
+        if not meta_path.exists():
+            doc = {
+                'algorithm': self.algorithm,
+                'layout': LAYOUT_VERSION,
+                'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            }
+            tmp = self.tmp / f'meta.{os.getpid()}.{secrets.token_hex(4)}'
+            tmp.write_text(json.dumps(doc, indent=1) + '\n')
+            try:
+                os.link(tmp, meta_path)  # first writer wins, never overwritten
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+            self._init_store()  # re-check what won the race
+
+    def path_for(self, hex_hash: str) -> Path:
+        """Where an object lives. ``hex_hash`` must already be validated."""
+        return self.root / hex_hash[:2] / hex_hash
+
+    # -- writes --------------------------------------------------------------
+    def stage(
+        self,
+        source,
+        *,
+        extra_algorithms: Iterable[str] = (),
+        length: int | None = None,
+        max_bytes: int = 0,
+    ) -> Staged:
+        path = self.tmp / f'{os.getpid()}.{secrets.token_hex(8)}.part'
+        try:
+            fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
+            )
+        except OSError as exc:
+            _raise_storage_error(exc)
+        try:
+            result = copy_stream(
+                source,
+                lambda view: _write_all(fd, view),
+                [self.algorithm, *extra_algorithms],
+                chunk_bytes=self.chunk_bytes,
+                max_bytes=max_bytes,
+                length=length,
+            )
+            if self.fsync:
+                os.fdatasync(fd)
+        except BaseException as exc:
+            os.close(fd)
+            _unlink_quietly(path)
+            if isinstance(exc, OSError):
+                _raise_storage_error(exc)
+            raise
+        os.close(fd)
+        return Staged(
+            result.hexdigest(self.algorithm), result.size, result.digests, path
+        )
+
+    def commit(self, staged: Staged) -> PutResult:
+        final = self.path_for(staged.hash)
+        try:
+            if final.exists():
+                created = False
+                _unlink_quietly(staged.handle)
+            else:
+                os.replace(staged.handle, final)
+                created = True
+                if self.fsync:
+                    self._syncer.sync(final.parent)
+        except OSError as exc:
+            _unlink_quietly(staged.handle)
+            _raise_storage_error(exc)
+        finally:
+            staged.done = True
+        return PutResult(staged.hash, staged.size, created)
+
+    def discard(self, staged: Staged) -> None:
+        _unlink_quietly(staged.handle)
+        staged.done = True
+
+    # -- reads ---------------------------------------------------------------
+    def stat(self, hex_hash: str) -> ObjectInfo:
+        try:
+            st = os.stat(self.path_for(hex_hash))
+        except FileNotFoundError:
+            raise NotFound(f'no object {hex_hash}') from None
+        return ObjectInfo(hex_hash, st.st_size, st.st_mtime)
+
+    def get(self, hex_hash: str, *, inline_limit: int = 0) -> Download:
+        try:
+            fd = os.open(self.path_for(hex_hash), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f'no object {hex_hash}') from None
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        info = ObjectInfo(hex_hash, st.st_size, st.st_mtime)
+        if st.st_size <= inline_limit:
+            return Download(info, data=_read_all(fd, st.st_size))  # closes fd
+        return Download(info, file=open(fd, 'rb'))
+
+    def open(self, hex_hash: str, start: int = 0, end: int | None = None) -> IO[bytes]:
+        try:
+            f = open(self.path_for(hex_hash), 'rb')  # noqa: SIM115 - handed to the server
+        except FileNotFoundError:
+            raise NotFound(f'no object {hex_hash}') from None
+        if start:
+            f.seek(start)
+        return f
+
+    def delete(self, hex_hash: str) -> None:
+        try:
+            os.unlink(self.path_for(hex_hash))
+        except FileNotFoundError:
+            raise NotFound(f'no object {hex_hash}') from None
+
+    def iter_hashes(self, after: str = '') -> Iterator[str]:
+        for shard in SHARDS:
+            if after and shard < after[:2]:
+                continue
+            try:
+                names = sorted(os.listdir(self.root / shard))
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name > after and len(name) == self.hex_length:
+                    yield name
+
+    # -- maintenance -----------------------------------------------------------
+    def sweep_temp(self, max_age: float = 0.0) -> int:
+        """Remove temp files older than ``max_age`` seconds (0 = all of them).
+
+        Only safe with ``max_age=0`` before any worker runs (gunicorn's master).
+        """
+        removed = 0
+        limit = time.time() - max_age
+        for entry in os.scandir(self.tmp):
+            try:
+                if max_age and entry.stat().st_mtime > limit:
+                    continue
+                os.unlink(entry.path)
+                removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            logger.info('removed %d stale temp file(s) from %s', removed, self.tmp)
+        return removed
+
+    def ready_checks(self) -> list[ReadyCheck]:
+        checks = [
+            ReadyCheck(
+                'writable', os.access(self.tmp, os.W_OK | os.X_OK), str(self.tmp)
+            )
+        ]
+        st = os.statvfs(self.root)
+        free_bytes = st.f_bavail * st.f_frsize
+        checks.append(
+            ReadyCheck(
+                'free_bytes',
+                free_bytes >= self.min_free_bytes,
+                f'{free_bytes} free, need {self.min_free_bytes}',
+            )
+        )
+        # Filesystems without inode accounting (btrfs, some overlays) report 0 files.
+        inodes_ok = st.f_files == 0 or st.f_favail >= self.min_free_inodes
+        checks.append(
+            ReadyCheck(
+                'free_inodes',
+                inodes_ok,
+                f'{st.f_favail} free, need {self.min_free_inodes}',
+            )
+        )
+        return checks
+
+    def quarantine(self, hex_hash: str) -> str:
+        self.quarantine_dir.mkdir(mode=0o750, exist_ok=True)
+        target = self.quarantine_dir / f'{hex_hash}.{int(time.time())}'
+        try:
+            shutil.move(self.path_for(hex_hash), target)
+        except FileNotFoundError:
+            raise NotFound(f'no object {hex_hash}') from None
+        return str(target)
+
+    def hash_file(self, hex_hash: str) -> str:
+        """Re-hash a stored object (for verify)."""
+        hasher = new_hasher(self.algorithm)
+        with self.open(hex_hash) as f:
+            while chunk := f.read(self.chunk_bytes):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    try:
+        parts, left = [], size
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        return b''.join(parts)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _unlink_quietly(path: Path | str | None) -> None:
+    if path is None:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _raise_storage_error(exc: OSError) -> NoReturn:
+    if exc.errno in _FULL:
+        raise InsufficientStorage(
+            f'the store is full: {os.strerror(exc.errno or 0)}'
+        ) from exc
+    raise exc

@@ -1,0 +1,176 @@
+"""Configuration, resolved once: defaults < environment (``WSGI_STORE_*``) < flags.
+
+Every field of :class:`Config` can be set from the environment as
+``WSGI_STORE_<FIELD NAME IN UPPER CASE>`` (``WSGI_STORE_STORE_DIR``,
+``WSGI_STORE_HASH``, ``WSGI_STORE_MAX_UPLOAD_BYTES`` ...). Command-line flags are
+applied on top with :meth:`Config.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV_PREFIX = 'WSGI_STORE_'
+MiB = 1024 * 1024
+
+_TRUE = frozenset({'1', 'true', 'yes', 'on'})
+_FALSE = frozenset({'0', 'false', 'no', 'off', ''})
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def parse_bool(value: str) -> bool:
+    """Parse a boolean setting (1/0, true/false, yes/no, on/off)."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f'not a boolean: {value!r}')
+
+
+def parse_size(value: str) -> int:
+    """Parse a byte count: a plain integer or one with a K/M/G/T suffix (binary)."""
+    text = value.strip().upper().removesuffix('B').removesuffix('I')
+    factor = 1
+    for suffix, mult in (
+        ('K', 1 << 10),
+        ('M', 1 << 20),
+        ('G', 1 << 30),
+        ('T', 1 << 40),
+    ):
+        if text.endswith(suffix):
+            text, factor = text[:-1], mult
+            break
+    try:
+        number = int(text) * factor
+    except ValueError:
+        raise ConfigError(f'not a byte count: {value!r}') from None
+    if number < 0:
+        raise ConfigError(f'a byte count cannot be negative: {value!r}')
+    return number
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """All settings of the service, the daemon and the backends.
+
+    Paths are made absolute by :meth:`resolved` (the daemon changes directory
+    to ``/`` after it detaches).
+    """
+
+    # -- storage -----------------------------------------------------------
+    store_dir: Path = Path('store')
+    hash: str = 'sha256'
+    backend: str = 'fs'
+    fsync: bool = True
+    max_upload_bytes: int = 0  # 0 = unlimited
+    chunk_bytes: int = MiB
+    temp_max_age: int = 3600  # seconds; gc removes older temp files
+    verify_reads: bool = False
+    # -- S3 backend ----------------------------------------------------------
+    s3_endpoint_url: str = ''
+    s3_bucket: str = ''
+    s3_prefix: str = 'wsgi-store'
+    s3_region: str = ''
+    s3_addressing_style: str = 'path'
+    s3_part_bytes: int = 16 * MiB
+    s3_redirect: bool = False
+    s3_presign_seconds: int = 300
+    s3_connect_timeout: float = 5.0
+    s3_read_timeout: float = 60.0
+    s3_max_attempts: int = 3
+    # -- HTTP behaviour ------------------------------------------------------
+    accel_redirect: str = ''  # nginx internal location prefix, '' = off
+    tokens_file: Path | None = None
+    public_read: bool = False
+    readyz_min_free_bytes: int = 64 * MiB
+    readyz_min_free_inodes: int = 1000
+    metrics: bool = True
+    metrics_dir: Path | None = None
+    max_multipart_parts: int = 64
+    max_multipart_header_bytes: int = 8192
+    # -- server (gunicorn / filestorectl) ------------------------------------
+    host: str = '127.0.0.1'
+    port: int = 9000
+    backlog: int = 2048
+    workers: int = 2
+    threads: int = 8
+    timeout: int = 120
+    graceful_timeout: int = 60
+    keepalive: int = 5
+    log_level: str = 'INFO'
+    log_format: str = 'text'
+    logfile: Path | None = None
+    pidfile: Path = Path('wsgi-store.pid')
+    forwarded_allow_ips: str = '127.0.0.1,::1'
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Build a config from defaults overridden by ``WSGI_STORE_*`` variables."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = _coerce(field.name, raw)
+        return cls(**values).resolved()  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> Config:
+        """Return a copy with ``changes`` applied (``None`` values are ignored)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        for name, value in list(given.items()):
+            if isinstance(value, str) and _field_type(name) is not str:
+                given[name] = _coerce(name, value)
+        return dataclasses.replace(self, **given).resolved()  # type: ignore[arg-type]
+
+    def resolved(self) -> Config:
+        """Validate the settings and make every path absolute."""
+        changes: dict[str, object] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Path) and not value.is_absolute():
+                changes[field.name] = Path(os.path.abspath(value))
+        if self.backend not in ('fs', 's3'):
+            raise ConfigError(f'backend must be "fs" or "s3", not {self.backend!r}')
+        if self.chunk_bytes < 1:
+            raise ConfigError('chunk_bytes must be at least 1')
+        if self.log_format not in ('text', 'json'):
+            raise ConfigError('log_format must be "text" or "json"')
+        if self.accel_redirect and not self.accel_redirect.startswith('/'):
+            raise ConfigError('accel_redirect must be a location path starting with /')
+        return dataclasses.replace(self, **changes) if changes else self  # type: ignore[arg-type]
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the service listens on a loopback address only."""
+        return self.host in ('127.0.0.1', '::1', 'localhost') or self.host.startswith(
+            '127.'
+        )
+
+
+def _field_type(name: str) -> object:
+    hints = typing.get_type_hints(Config)
+    return hints[name]
+
+
+def _coerce(name: str, raw: str) -> object:
+    kind = _field_type(name)
+    try:
+        if kind is bool:
+            return parse_bool(raw)
+        if kind is int:
+            return parse_size(raw)
+        if kind is float:
+            return float(raw)
+        if kind in (Path, Path | None):
+            return Path(raw) if raw else None
+    except (ConfigError, ValueError) as exc:
+        raise ConfigError(f'{ENV_PREFIX}{name.upper()}: {exc}') from None
+    return raw

@@ -1,0 +1,191 @@
+"""Hash algorithms, hash validation, RFC 9530 digest headers, hash-and-copy.
+
+Everything that reads an upload goes through :func:`copy_stream`: one pass that
+reads large chunks, feeds every hasher, writes, counts and enforces the limits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import BadRequest, IncompleteBody, InvalidHash, StoreError, TooLarge
+
+_HEX = re.compile(r'[0-9a-f]+')
+# RFC 9530 algorithm names -> hashlib names (only the ones we can compute).
+RFC9530_ALGORITHMS = {
+    'sha-256': 'sha256',
+    'sha-512': 'sha512',
+    'md5': 'md5',
+    'sha': 'sha1',
+}
+
+
+class Hasher(Protocol):
+    def update(self, data: Any, /) -> None: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def available_algorithms() -> list[str]:
+    """Names usable as a store's hash: hashlib's guaranteed ones (fixed length),
+    plus ``blake3`` when that package is installed."""
+    names = sorted(
+        a for a in hashlib.algorithms_guaranteed if not a.startswith('shake')
+    )
+    try:
+        import blake3  # noqa: F401
+    except ImportError:
+        return names
+    return sorted([*names, 'blake3'])
+
+
+def new_hasher(name: str) -> Hasher:
+    """Create a hasher by algorithm name (``ValueError`` when unknown)."""
+    if name == 'blake3':
+        try:
+            from blake3 import blake3
+        except ImportError:
+            raise ValueError('blake3 needs the "blake3" package installed') from None
+        return blake3(max_threads=1)  # type: ignore[no-any-return]
+    if name not in available_algorithms():
+        raise ValueError(
+            f'unknown hash algorithm {name!r}; use one of: '
+            + ', '.join(available_algorithms())
+        )
+    return hashlib.new(name)
+
+
+def hex_length(name: str) -> int:
+    """Length of the algorithm's hex digest."""
+    return len(new_hasher(name).hexdigest())
+
+
+def normalize_hash(value: object, length: int) -> str:
+    """Validate an untrusted hash: exactly ``length`` hex digits (any case).
+
+    Raises :class:`InvalidHash` with a reason. Never touches the filesystem.
+    """
+    if value is None:
+        raise InvalidHash('the file_hash parameter is missing')
+    if isinstance(value, list):
+        raise InvalidHash('the file_hash parameter is given more than once')
+    if not isinstance(value, str) or value == '':
+        raise InvalidHash('the file_hash parameter is empty')
+    if len(value) != length:
+        raise InvalidHash(
+            f'file_hash must be exactly {length} hex digits, '
+            f'got {len(value)} characters'
+        )
+    lowered = value.lower()
+    if not _HEX.fullmatch(lowered):
+        raise InvalidHash('file_hash must contain only hex digits 0-9 and a-f')
+    return lowered
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A digest the client announced; the upload is refused if it differs."""
+
+    algorithm: str  # hashlib name
+    digest: bytes
+    source: str  # where it came from, for the error message
+
+
+def parse_digest_header(value: str, header: str) -> list[Expectation]:
+    """Parse an RFC 9530 ``Content-Digest``/``Repr-Digest`` dictionary.
+
+    Algorithms we cannot compute are ignored (RFC 9530 allows it); a malformed
+    member of an algorithm we know is a 400.
+    """
+    found = []
+    for member in value.split(','):
+        name, sep, rest = member.strip().partition('=')
+        algorithm = RFC9530_ALGORITHMS.get(name.strip().lower())
+        if algorithm is None:
+            continue
+        rest = rest.strip()
+        if not sep or len(rest) < 2 or rest[0] != ':' or rest[-1] != ':':
+            raise BadRequest(f'{header}: {name} must be a byte sequence (:base64:)')
+        try:
+            digest = base64.b64decode(rest[1:-1], validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f'{header}: {name} is not valid base64') from None
+        if len(digest) != hashlib.new(algorithm).digest_size:
+            raise BadRequest(f'{header}: {name} has the wrong length for {name}')
+        found.append(Expectation(algorithm, digest, header))
+    return found
+
+
+@dataclass
+class CopyResult:
+    size: int
+    digests: dict[str, bytes]  # hashlib name -> raw digest
+
+    def hexdigest(self, algorithm: str) -> str:
+        return self.digests[algorithm].hex()
+
+
+class SourceError(IncompleteBody):
+    """Reading the request body failed (the client went away or broke framing)."""
+
+
+def copy_stream(
+    source: Readable,
+    write: Callable[[memoryview], object],
+    algorithms: Iterable[str],
+    *,
+    chunk_bytes: int,
+    max_bytes: int = 0,
+    length: int | None = None,
+) -> CopyResult:
+    """Read ``source`` to its end, hash every chunk and hand it to ``write``.
+
+    Args:
+        source: the request body (or any ``read(n)`` object).
+        write: consumes each chunk; its exceptions propagate untouched.
+        algorithms: hashlib names to compute (the store's first).
+        chunk_bytes: how much to ask for per read.
+        max_bytes: refuse (413) once more than this arrives; 0 = unlimited.
+        length: the announced Content-Length; fewer bytes is a 400.
+    """
+    hashers = {name: new_hasher(name) for name in dict.fromkeys(algorithms)}
+    updates = [h.update for h in hashers.values()]
+    size = 0
+    while True:
+        try:
+            data = source.read(chunk_bytes)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise SourceError(
+                f'the request body could not be read: {type(exc).__name__}',
+                received=size,
+            ) from exc
+        if not data:
+            break
+        size += len(data)
+        if max_bytes and size > max_bytes:
+            raise TooLarge(
+                f'the body exceeds the limit of {max_bytes} bytes', limit=max_bytes
+            )
+        view = memoryview(data)
+        for update in updates:
+            update(view)
+        write(view)
+    if length is not None and size != length:
+        raise IncompleteBody(
+            f'the body ended after {size} of the {length} announced bytes',
+            received=size,
+            expected=length,
+        )
+    return CopyResult(size, {name: h.digest() for name, h in hashers.items()})

@@ -1,0 +1,163 @@
+"""Thin Falcon resources: validate the request, call the backend, set the response.
+
+Seed routes (``/`` with ``?file_hash=``) and REST routes (``/files/{hash}``)
+share one :class:`Store` that holds the backend and the config.
+"""
+
+from __future__ import annotations
+
+import json
+
+import falcon
+
+from . import downloads, uploads
+from .backends.base import Backend, PutResult
+from .config import Config
+from .digests import hex_length, normalize_hash
+
+
+class Store:
+    """The operations behind every object route."""
+
+    def __init__(self, backend: Backend, config: Config) -> None:
+        self.backend = backend
+        self.config = config
+        self.hex_length = hex_length(backend.algorithm)
+
+    def hash_from(self, value: object) -> str:
+        return normalize_hash(value, self.hex_length)
+
+    def upload(
+        self, req: falcon.Request, resp: falcon.Response, path_hash: str | None = None
+    ) -> None:
+        result = uploads.receive(req, self.backend, self.config, path_hash)
+        self._upload_answer(req, resp, result)
+
+    def download(
+        self, req: falcon.Request, resp: falcon.Response, hex_hash: str
+    ) -> None:
+        if self.config.s3_redirect and req.method == 'GET':
+            presign = getattr(self.backend, 'presign_get', None)
+            if presign is not None:
+                self.backend.stat(hex_hash)  # 404 before redirecting
+                resp.status = falcon.HTTP_307
+                resp.location = presign(hex_hash)
+                return
+        downloads.send(req, resp, self.backend, hex_hash, self.config)
+
+    def delete(self, req: falcon.Request, resp: falcon.Response, hex_hash: str) -> None:
+        self.backend.delete(hex_hash)
+        _answer(req, resp, hex_hash, {'hash': hex_hash, 'deleted': True})
+
+    def _upload_answer(
+        self, req: falcon.Request, resp: falcon.Response, result: PutResult
+    ) -> None:
+        resp.location = f'/files/{result.hash}'
+        doc = {
+            'hash': result.hash,
+            'algorithm': self.backend.algorithm,
+            'size': result.size,
+            'created': result.created,
+        }
+        _answer(req, resp, result.hash, doc)
+
+
+def _answer(req: falcon.Request, resp: falcon.Response, text: str, doc: dict) -> None:
+    """200 with ``text`` + newline, or ``doc`` as JSON when the client asks for it."""
+    if req.client_prefers(
+        ('text/plain', 'application/json')
+    ) == 'application/json' and 'json' in (req.accept or ''):
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = json.dumps(doc, separators=(',', ':')) + '\n'
+    else:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = text + '\n'
+
+
+class SeedResource:
+    """``/``: the seed's contract, the hash in the ``file_hash`` query parameter."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.store.download(
+            req, resp, self.store.hash_from(req.params.get('file_hash'))
+        )
+
+    on_head = on_get
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.store.upload(req, resp)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.store.delete(req, resp, self.store.hash_from(req.params.get('file_hash')))
+
+
+class CollectionResource:
+    """``/files``: upload without naming the hash."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.store.upload(req, resp)
+
+
+class ObjectResource:
+    """``/files/{file_hash}``: one object."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, file_hash: str
+    ) -> None:
+        self.store.download(req, resp, self.store.hash_from(file_hash))
+
+    on_head = on_get
+
+    def on_put(
+        self, req: falcon.Request, resp: falcon.Response, file_hash: str
+    ) -> None:
+        self.store.upload(req, resp, path_hash=self.store.hash_from(file_hash))
+
+    def on_delete(
+        self, req: falcon.Request, resp: falcon.Response, file_hash: str
+    ) -> None:
+        self.store.delete(req, resp, self.store.hash_from(file_hash))
+
+
+class HealthResource:
+    """``/healthz``: the process answers; no backend access."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = '{"status":"ok"}\n'
+
+    on_head = on_get
+
+
+class ReadyResource:
+    """``/readyz``: 200 only when every backend check passes, else 503 naming it."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        checks = self.backend.ready_checks()
+        failed = [c.name for c in checks if not c.ok]
+        resp.status = falcon.HTTP_503 if failed else falcon.HTTP_200
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = (
+            json.dumps(
+                {
+                    'status': 'fail' if failed else 'ok',
+                    'failed': failed,
+                    'checks': {
+                        c.name: {'ok': c.ok, 'detail': c.detail} for c in checks
+                    },
+                }
+            )
+            + '\n'
+        )

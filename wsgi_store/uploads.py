@@ -1,0 +1,163 @@
+"""Turn an upload request (raw, chunked or multipart) into a backend put.
+
+The body is read from ``req.stream`` under our own byte accounting, never from
+Falcon's ``bounded_stream`` (which reads a chunked body as empty): with a
+Content-Length we read exactly that many bytes and refuse a short body; without
+one (chunked) we read to the end that gunicorn's ``wsgi.input_terminated``
+guarantees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import falcon
+from falcon.media.multipart import (
+    MultipartForm,
+    MultipartParseError,
+    MultipartParseOptions,
+)
+
+from .backends.base import Backend, PutResult, Staged, check_expectations
+from .config import Config
+from .digests import Expectation, new_hasher, normalize_hash, parse_digest_header
+from .errors import BadRequest, IncompleteBody, TooLarge
+
+UNBOUNDED = 1 << 62
+
+
+class BodyReader:
+    """``req.stream`` with the Content-Length and the size limit enforced."""
+
+    def __init__(self, stream: object, length: int | None, max_bytes: int) -> None:
+        self._read = stream.read  # type: ignore[attr-defined]
+        self.length = length
+        self.max_bytes = max_bytes
+        self.received = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self.length is not None:
+            left = self.length - self.received
+            if left <= 0:
+                return b''
+            size = left if size is None or size < 0 else min(size, left)
+        data = self._read(size)
+        self.received += len(data)
+        if self.max_bytes and self.received > self.max_bytes:
+            raise TooLarge(
+                f'the body exceeds the limit of {self.max_bytes} bytes',
+                limit=self.max_bytes,
+            )
+        if not data and self.length is not None and self.received < self.length:
+            raise IncompleteBody(
+                f'the body ended after {self.received} of the {self.length} announced '
+                'bytes',
+                received=self.received,
+                expected=self.length,
+            )
+        return data
+
+
+def body_reader(req: falcon.Request, config: Config) -> BodyReader:
+    """Check the announced size and wrap the request stream."""
+    length = req.content_length
+    limit = config.max_upload_bytes
+    if limit and length is not None and length > limit:
+        raise TooLarge(
+            f'Content-Length {length} exceeds the limit of {limit} bytes', limit=limit
+        )
+    chunked = 'chunked' in (req.get_header('Transfer-Encoding') or '').lower()
+    if length is None and not (chunked or req.env.get('wsgi.input_terminated')):
+        length = 0  # no length and no framing: RFC 9112 says the body is empty
+    return BodyReader(req.stream, length, limit)
+
+
+def expectations(
+    req: falcon.Request, algorithm: str, hex_len: int, path_hash: str | None
+) -> list[Expectation]:
+    """Collect every digest the client announced for this upload."""
+    found: list[Expectation] = []
+    given = path_hash if path_hash is not None else req.params.get('file_hash')
+    if given is not None:
+        hex_hash = normalize_hash(given, hex_len)
+        source = 'the URL path' if path_hash is not None else 'the file_hash parameter'
+        found.append(Expectation(algorithm, bytes.fromhex(hex_hash), source))
+    for header in ('Content-Digest', 'Repr-Digest'):
+        value = req.get_header(header)
+        if value:
+            found.extend(parse_digest_header(value, header))
+    return found
+
+
+def receive(
+    req: falcon.Request, backend: Backend, config: Config, path_hash: str | None = None
+) -> PutResult:
+    """Store the request's body (or its file part) and return the result."""
+    hex_len = len(new_hasher(backend.algorithm).hexdigest())
+    expect = expectations(req, backend.algorithm, hex_len, path_hash)
+    body = body_reader(req, config)
+    if req.content_type and req.content_type.lower().startswith('multipart/form-data'):
+        return _receive_multipart(req, body, backend, config, expect)
+    return backend.put(body, expect=expect, max_bytes=config.max_upload_bytes)
+
+
+def _receive_multipart(
+    req: falcon.Request,
+    body: BodyReader,
+    backend: Backend,
+    config: Config,
+    expect: Sequence[Expectation],
+) -> PutResult:
+    """Stage the ``file`` part (or the only file part), draining the others."""
+    boundary = _boundary(req.content_type or '')
+    options = MultipartParseOptions()
+    options.max_body_part_count = config.max_multipart_parts
+    options.max_body_part_headers_size = config.max_multipart_header_bytes
+    form = MultipartForm(body, boundary, body.length or UNBOUNDED, options)
+    extra = [e.algorithm for e in expect if e.algorithm != backend.algorithm]
+    chosen: Staged | None = None
+    chosen_name: str | None = None
+    ambiguous = False
+    try:
+        for part in form:
+            name, is_file = part.name, part.filename is not None
+            if name != 'file' and not is_file:
+                _drain(part.stream, config.chunk_bytes)
+                continue
+            if chosen is not None and chosen_name == 'file' == name:
+                raise BadRequest('the form has more than one "file" part')
+            if chosen is None or (name == 'file' and chosen_name != 'file'):
+                if chosen is not None:
+                    backend.discard(chosen)
+                chosen = backend.stage(part.stream, extra_algorithms=extra)
+                chosen_name = name
+            else:
+                ambiguous = ambiguous or chosen_name != 'file'
+                _drain(part.stream, config.chunk_bytes)
+        if chosen is None:
+            raise BadRequest('the form has no file part (send it as field "file")')
+        if ambiguous and chosen_name != 'file':
+            raise BadRequest(
+                'the form has several file parts; name the one to store "file"'
+            )
+        check_expectations(chosen, expect, backend.algorithm)
+        return backend.commit(chosen)
+    except MultipartParseError as exc:
+        raise BadRequest(f'malformed multipart body: {exc.description}') from None
+    finally:
+        if chosen is not None and not chosen.done:
+            backend.discard(chosen)
+
+
+def _boundary(content_type: str) -> bytes:
+    _, params = falcon.parse_header(content_type)
+    boundary = params.get('boundary', '').rstrip()
+    if not 1 <= len(boundary) <= 70:
+        raise BadRequest('multipart/form-data needs a boundary of 1 to 70 characters')
+    return boundary.encode('latin-1')
+
+
+def _drain(stream: object, chunk: int) -> None:
+    read = stream.read  # type: ignore[attr-defined]
+    while read(chunk):
+        pass
