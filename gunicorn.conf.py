@@ -5,6 +5,7 @@ comes from the same ``WSGI_STORE_*`` environment the app reads (see
 wsgi_store/config.py), so one place configures both.
 """
 
+from wsgi_store import hooks
 from wsgi_store.config import Config
 from wsgi_store.logs import logconfig_dict
 
@@ -39,9 +40,12 @@ proc_name = 'wsgi-store'
 
 
 def on_starting(server):
-    """Sweep temp files of uploads a previous run left behind, before any worker
-    exists (never in create_app: a replacement worker would delete a sibling's
-    in-flight upload)."""
-    from wsgi_store.maintenance import sweep_on_start
+    hooks.on_starting(_config, server)
 
-    sweep_on_start(_config)
+
+def post_fork(server, worker):
+    hooks.post_fork(_config, server, worker)
+
+
+def child_exit(server, worker):
+    hooks.child_exit(_config, server, worker)
