@@ -44,3 +44,17 @@ def app(make_app: Callable[..., webtest.TestApp]) -> webtest.TestApp:
 @pytest.fixture
 def fs_backend(store_dir: Path) -> FilesystemBackend:
     return FilesystemBackend(store_dir, 'sha256', chunk_bytes=64 * 1024)
+
+
+@pytest.fixture(params=['fs', 's3'])
+def backend(request: pytest.FixtureRequest, tmp_path: Path):
+    """Every backend, for the contract suite (S3 from the environment's server)."""
+    if request.param == 'fs':
+        backend = FilesystemBackend(tmp_path / 'store', 'sha256', chunk_bytes=4096)
+        yield backend
+        backend.close()
+        return
+    from tests import s3env
+
+    with s3env.s3_backend() as backend:
+        yield backend

@@ -179,6 +179,11 @@ class Backend(abc.ABC):
         """Remove temporary uploads older than ``max_age`` seconds; return count."""
         return 0
 
+    def temp_names(self) -> list[str]:
+        """Names of the temporary uploads that exist now (staged, in flight, or
+        left by a crash). Used by gc, stats and tests."""
+        return []
+
     def ready_checks(self) -> list[ReadyCheck]:
         """Checks for ``/readyz`` (writable, free space, endpoint reachable)."""
         return []

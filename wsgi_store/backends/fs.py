@@ -242,6 +242,9 @@ class FilesystemBackend(Backend):
             logger.info('removed %d stale temp file(s) from %s', removed, self.tmp)
         return removed
 
+    def temp_names(self) -> list[str]:
+        return sorted(os.listdir(self.tmp))
+
     def ready_checks(self) -> list[ReadyCheck]:
         checks = [
             ReadyCheck(
