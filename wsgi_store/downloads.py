@@ -50,6 +50,18 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def _requested_range(
+    req: falcon.Request, etag: str, size: int
+) -> tuple[int, int] | None:
+    header = req.get_header('Range')
+    if header is None:
+        return None
+    if_range = req.get_header('If-Range')
+    if if_range and if_range.strip() != etag:
+        return None  # the client's copy is another version: send it whole
+    return parse_range(header, size)
+
+
 def etag_matches(header: str | None, etag: str) -> bool:
     """Weak comparison of an If-None-Match list against our strong ETag."""
     if not header:
@@ -97,12 +109,7 @@ def _send(
         dl.close()
         return
     resp.content_type = 'application/octet-stream'
-    if_range = req.get_header('If-Range')
-    rng = (
-        None
-        if if_range and if_range.strip() != etag
-        else parse_range(req.get_header('Range'), size)
-    )
+    rng = _requested_range(req, etag, size)
     start, end = rng if rng else (0, size)
     if rng:
         resp.status = falcon.HTTP_206

@@ -55,6 +55,7 @@ class FilesystemBackend(Backend):
         self.min_free_bytes = min_free_bytes
         self.min_free_inodes = min_free_inodes
         self.tmp = self.root / 'tmp'
+        self._prefix = f'{self.root}/'
         self.quarantine_dir = self.root / 'quarantine'
         self._syncer = DirSyncer()
         self._init_store()
@@ -108,9 +109,12 @@ class FilesystemBackend(Backend):
                 tmp.unlink()
             self._init_store()  # re-check what won the race
 
-    def path_for(self, hex_hash: str) -> Path:
-        """Where an object lives. ``hex_hash`` must already be validated."""
-        return self.root / hex_hash[:2] / hex_hash
+    def path_for(self, hex_hash: str) -> str:
+        """Where an object lives. ``hex_hash`` must already be validated.
+
+        A plain string: pathlib costs ~10 µs a call on the small-GET hot path.
+        """
+        return f'{self._prefix}{hex_hash[:2]}/{hex_hash}'
 
     # -- writes --------------------------------------------------------------
     def stage(
@@ -153,14 +157,14 @@ class FilesystemBackend(Backend):
     def commit(self, staged: Staged) -> PutResult:
         final = self.path_for(staged.hash)
         try:
-            if final.exists():
+            if os.path.exists(final):
                 created = False
                 _unlink_quietly(staged.handle)
             else:
                 os.replace(staged.handle, final)
                 created = True
                 if self.fsync:
-                    self._syncer.sync(final.parent)
+                    self._syncer.sync(os.path.dirname(final))
         except OSError as exc:
             _unlink_quietly(staged.handle)
             _raise_storage_error(exc)
