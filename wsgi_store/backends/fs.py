@@ -23,6 +23,7 @@ from ..digests import copy_stream, hex_length, new_hasher
 from ..errors import InsufficientStorage, NotFound, StoreMismatch
 from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
 from .dirsync import DirSyncer
+from .writeback import WritebackWriter
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class FilesystemBackend(Backend):
         try:
             result = copy_stream(
                 source,
-                lambda view: _write_all(fd, view),
+                WritebackWriter(fd, eager=self.fsync),
                 [self.algorithm, *extra_algorithms],
                 chunk_bytes=self.chunk_bytes,
                 max_bytes=max_bytes,
@@ -305,12 +306,6 @@ def _read_all(fd: int, size: int) -> bytes:
         return b''.join(parts)
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _unlink_quietly(path: Path | str | None) -> None:
