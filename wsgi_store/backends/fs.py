@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -278,9 +277,10 @@ class FilesystemBackend(Backend):
 
     def quarantine(self, hex_hash: str) -> str:
         self.quarantine_dir.mkdir(mode=0o750, exist_ok=True)
-        target = self.quarantine_dir / f'{hex_hash}.{int(time.time())}'
+        stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
+        target = self.quarantine_dir / f'{hex_hash}.{stamp}.{secrets.token_hex(4)}'
         try:
-            shutil.move(self.path_for(hex_hash), target)
+            os.rename(self.path_for(hex_hash), target)  # same filesystem: atomic
         except FileNotFoundError:
             raise NotFound(f'no object {hex_hash}') from None
         return str(target)
