@@ -201,3 +201,139 @@ def rss_kib(pid: int) -> int:
         if line.startswith('VmRSS:'):
             return int(line.split()[1])
     raise LookupError(pid)
+
+
+# -- filestorectl (the daemon) -------------------------------------------------
+def ctl_env(**extra: str) -> dict[str, str]:
+    """The environment for filestorectl: no WSGI_STORE_* leaking in from outside."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith('WSGI_STORE_') and k != 'NOTIFY_SOCKET'
+    }
+    env.update(extra)
+    return env
+
+
+def filestorectl(
+    *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``filestorectl ARGS`` (the installed console script) to completion."""
+    return subprocess.run(
+        [str(VENV_BIN / 'filestorectl'), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or ctl_env(),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(')')[2].split()[0] != 'Z'
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (gunicorn's workers under the daemon)."""
+    try:
+        return [
+            int(p) for p in Path(f'/proc/{pid}/task/{pid}/children').read_text().split()
+        ]
+    except OSError:
+        return []
+
+
+def wait_until(predicate, timeout: float, what: str, step: float = 0.05) -> None:
+    """Poll ``predicate`` until true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f'{what} (waited {timeout} s)')
+        time.sleep(step)
+
+
+@dataclass
+class Daemon:
+    """A filestorectl-managed service in ``workdir`` (store, pidfile, log)."""
+
+    workdir: Path
+    port: int
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.port}'
+
+    @property
+    def store(self) -> Path:
+        return self.workdir / 'store'
+
+    @property
+    def pidfile(self) -> Path:
+        return self.workdir / 'wsgi-store.pid'
+
+    @property
+    def logfile(self) -> Path:
+        return self.workdir / 'wsgi-store.log'
+
+    def args(self) -> list[str]:
+        """Flags every start/restart gets."""
+        return [
+            '--host', '127.0.0.1', '--port', str(self.port),
+            '--store', str(self.store), '--pidfile', str(self.pidfile),
+            '--logfile', str(self.logfile), *self.flags,
+        ]  # fmt: skip
+
+    def ctl(self, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        """``filestorectl COMMAND`` for this instance."""
+        if command in ('start', 'restart', 'run'):
+            return filestorectl(command, *self.args(), *extra)
+        return filestorectl(
+            command, '--pidfile', str(self.pidfile), '--port', str(self.port), *extra
+        )
+
+    def pid(self) -> int | None:
+        try:
+            text = self.pidfile.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def kill(self) -> None:
+        """Last resort: SIGKILL the master named in the pidfile and its workers."""
+        pid = self.pid()
+        if pid is None or not pid_alive(pid):
+            return
+        for victim in [pid, *children_of(pid)]:
+            try:
+                os.kill(victim, 9)
+            except ProcessLookupError:
+                continue
+        wait_until(lambda: not pid_alive(pid), 10, f'pid {pid} survived SIGKILL')
+
+    def cleanup(self) -> None:
+        """Stop it whatever state it is in (test teardown)."""
+        pid = self.pid()
+        if pid is not None and pid_alive(pid):
+            try:
+                self.ctl('stop', '--wait', '20')
+            finally:
+                self.kill()
+
+
+def start_daemon(workdir: Path, *flags: str, port: int | None = None) -> Daemon:
+    """``filestorectl start`` on a free loopback port; fails the test if it fails."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    daemon = Daemon(workdir, port or free_port(), list(flags))
+    result = daemon.ctl('start')
+    if result.returncode != 0:
+        daemon.cleanup()
+        raise RuntimeError(
+            f'filestorectl start failed:\n{result.stdout}{result.stderr}'
+        )
+    return daemon

@@ -381,7 +381,7 @@ def test_other_methods_405_on_seed_route(app, method):
 
 
 def test_405_on_rest_routes(app):
-    resp = app.request('/files', method='GET', status=405)
+    resp = app.request('/files', method='DELETE', status=405)
     assert 'POST' in resp.headers['Allow']
     resp = app.request(f'/files/{H}', method='POST', status=405)
     assert set(resp.headers['Allow'].split(', ')) == {'GET', 'HEAD', 'PUT', 'DELETE'}

@@ -1,0 +1,123 @@
+"""Checks made before the service starts, while errors can still be printed.
+
+NOTE: after ``DaemonContext.open()`` the parent is gone and stderr is
+/dev/null (STYLE.md trap 3), so everything that can be checked is checked
+here first: the pidfile, the store, the port, the log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+
+from .config import Config, ConfigError
+from .errors import StoreError
+from .pidfile import probe
+
+
+class ServiceError(Exception):
+    """The service cannot start (or be controlled); the message says why."""
+
+
+def check_service(config: Config, pidfile: Path | None) -> list[str]:
+    """Run every check; return warnings, raise :class:`ServiceError` on errors."""
+    warnings = check_pidfile(pidfile) if pidfile is not None else []
+    check_store(config)
+    check_port(config)
+    if config.logfile is not None:
+        check_logfile(config.logfile)
+    return warnings
+
+
+def check_pidfile(path: Path) -> list[str]:
+    """A live pidfile is an error; a stale one is removed with a warning."""
+    state = probe(path)
+    if state.running:
+        raise ServiceError(f'already running, pid {state.pid} (pidfile {path})')
+    _check_dir(path.parent, 'pidfile')
+    if state.exists:
+        path.unlink(missing_ok=True)
+        return [f'removed the stale pidfile {path} (pid {state.pid} is not running)']
+    return []
+
+
+def check_store(config: Config) -> None:
+    """The filesystem store opens with these settings and is writable."""
+    if config.backend != 'fs':
+        return  # S3 is reached only after fork (trap 6); /readyz reports it
+    from .backends import make_backend
+
+    try:
+        make_backend(config).close()
+        with tempfile.TemporaryFile(dir=config.store_dir):
+            pass
+    except (OSError, StoreError, ConfigError, ValueError) as exc:
+        raise ServiceError(f'store {config.store_dir} is not usable: {exc}') from None
+
+
+def check_port(config: Config) -> None:
+    """Nothing listens on the configured address yet."""
+    family = socket.AF_INET6 if ':' in config.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # gunicorn binds with SO_REUSEADDR too: TIME_WAIT leftovers do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((config.host, config.port))
+        except OSError as exc:
+            raise ServiceError(
+                f'cannot listen on {config.host}:{config.port}: {exc.strerror or exc}'
+            ) from None
+
+
+def check_logfile(path: Path) -> None:
+    """The log file can be appended to (created with mode 0640)."""
+    _check_dir(path.parent, 'log file')
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
+    except OSError as exc:
+        raise ServiceError(f'cannot write the log file {path}: {exc}') from None
+
+
+def _check_dir(directory: Path, what: str) -> None:
+    if not directory.is_dir():
+        raise ServiceError(f'the {what} directory {directory} does not exist')
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ServiceError(f'the {what} directory {directory} is not writable')
+
+
+def health_url(config: Config) -> str:
+    """Where ``/healthz`` answers locally (a wildcard address means loopback)."""
+    host = {'0.0.0.0': '127.0.0.1', '::': '::1', '': '127.0.0.1'}.get(
+        config.host, config.host
+    )
+    if ':' in host:
+        host = f'[{host}]'
+    return f'http://{host}:{config.port}/healthz'
+
+
+def healthy(url: str) -> bool:
+    """True when ``url`` answers 200 within a second."""
+    # NOTE: no proxy for a loopback health check, whatever the environment says.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with (
+        contextlib.suppress(OSError, urllib.error.URLError),
+        opener.open(url, timeout=1.0) as resp,
+    ):
+        return bool(resp.status == 200)
+    return False
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file, for error messages."""
+    try:
+        with open(path, errors='replace') as f:
+            tail = ''.join(deque(f, maxlen=lines))
+    except OSError:
+        return f'(no log file {path})'
+    return f'last lines of {path}:\n{tail}'.rstrip()
