@@ -304,5 +304,7 @@ def test_open_address_without_tokens_warns(tmp_path: Path) -> None:
     d = Daemon(tmp_path / 'svc', free_port(), ['--host', '192.0.2.1'])
     d.workdir.mkdir()
     result = filestorectl('start', *d.args()[2:])  # drop --host 127.0.0.1
-    assert 'anyone who can reach this address can write and delete' in result.stderr
+    assert (
+        'anyone who can reach this address can read, write and delete' in result.stderr
+    )
     assert result.returncode == 1 and 'cannot listen on 192.0.2.1' in result.stderr

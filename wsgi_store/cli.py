@@ -227,12 +227,11 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
 
 
 def _warn_if_open(config: Config) -> None:
-    if not config.is_loopback and config.tokens_file is None:
-        print(
-            f'filestorectl: warning: listening on {config.host} without --tokens: '
-            'anyone who can reach this address can write and delete objects',
-            file=sys.stderr,
-        )
+    from .auth import network_warning
+
+    warning = network_warning(config)
+    if warning:
+        print(f'filestorectl: {warning}', file=sys.stderr)
 
 
 def _control(args: argparse.Namespace, config: Config) -> int:

@@ -29,6 +29,13 @@ def check_service(config: Config, pidfile: Path | None) -> list[str]:
     """Run every check; return warnings, raise :class:`ServiceError` on errors."""
     warnings = check_pidfile(pidfile) if pidfile is not None else []
     check_store(config)
+    if config.tokens_file is not None:
+        from .auth import check_tokens_file
+
+        try:
+            check_tokens_file(config)
+        except (ValueError, OSError) as exc:  # TokensFileError is a ValueError
+            raise ServiceError(str(exc)) from None
     check_port(config)
     if config.logfile is not None:
         check_logfile(config.logfile)
