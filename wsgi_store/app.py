@@ -5,10 +5,13 @@ from __future__ import annotations
 import falcon
 
 from . import errors
+from .accesslog import AccessLog
 from .backends import Backend, make_backend
 from .config import Config
+from .listing import FilesResource, MissingResource
+from .metrics import Metrics, MetricsMiddleware, MetricsResource
+from .openapi import OpenAPIResource
 from .resources import (
-    CollectionResource,
     HealthResource,
     ObjectResource,
     ReadyResource,
@@ -44,14 +47,28 @@ def create_app(
     config = config or Config.from_env()
     backend = backend or make_backend(config)
     store = Store(backend, config)
-    app = falcon.App(middleware=[RefuseOptions()])
+    # Outermost first: access log (request id), metrics, then the rest.
+    middleware: list[object] = [AccessLog(config.log_format)]
+    metrics = Metrics.from_config(config) if config.metrics else None
+    if metrics is not None:
+        middleware.append(MetricsMiddleware(metrics))
+    middleware.append(RefuseOptions())
+    if config.tokens_file is not None:
+        from .auth import TokenAuth  # bearer tokens (issue 7)
+
+        middleware.append(TokenAuth(config))
+    app = falcon.App(middleware=middleware)
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = True
     app.resp_options.secure_cookies_by_default = True
     app.add_route('/', SeedResource(store))
-    app.add_route('/files', CollectionResource(store))
+    app.add_route('/files', FilesResource(store))
+    app.add_route('/files/missing', MissingResource(store))
     app.add_route('/files/{file_hash}', ObjectResource(store))
     app.add_route('/healthz', HealthResource())
     app.add_route('/readyz', ReadyResource(backend))
+    if metrics is not None:
+        app.add_route('/metrics', MetricsResource(metrics))
+    app.add_route('/openapi.json', OpenAPIResource(store.hex_length))
     errors.register(app)
     return app

@@ -32,9 +32,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if unit.strip().lower() != 'bytes' or ',' in spec:
         return None
     first, dash, last = spec.strip().partition('-')
-    if not dash or not (first.isdigit() or last.isdigit()):
+    if not dash or not (_digits(first) or _digits(last)):
         return None
-    if (first and not first.isdigit()) or (last and not last.isdigit()):
+    if (first and not _digits(first)) or (last and not _digits(last)):
         return None
     if not first:  # suffix range: the last N bytes
         length = int(last)
@@ -48,6 +48,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise RangeNotSatisfiable(f'the object has {size} bytes', size=size)
     return start, end
+
+
+def _digits(text: str) -> bool:
+    # NOTE: str.isdigit() is True for '²' (a header byte 0xB2 decoded as
+    # latin-1), which int() refuses: ASCII digits only.
+    return text.isascii() and text.isdigit()
 
 
 def _requested_range(

@@ -37,7 +37,10 @@ def logconfig_dict(config: Config) -> dict[str, Any]:
                 'handlers': ['main'],
                 'propagate': False,
             },
-            'gunicorn.access': {
+            # The app's middleware writes the access log (request id, redaction);
+            # gunicorn's own access lines are dropped so nothing is logged twice.
+            'gunicorn.access': {'handlers': [], 'propagate': False},
+            'wsgi_store.access': {
                 'level': 'INFO',
                 'handlers': ['access'],
                 'propagate': False,

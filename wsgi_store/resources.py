@@ -52,6 +52,7 @@ class Store:
     def _upload_answer(
         self, req: falcon.Request, resp: falcon.Response, result: PutResult
     ) -> None:
+        resp.context.put_result = result  # for the metrics middleware
         resp.location = f'/files/{result.hash}'
         doc = {
             'hash': result.hash,
