@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 1
 META_NAME = 'wsgi-store.json'
+_TEMP_IDS = itertools.count()  # next() is atomic under the GIL
+_HEX = re.compile(r'[0-9a-f]+')
 SHARDS = [f'{i:02x}' for i in range(256)]
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -56,6 +60,7 @@ class FilesystemBackend(Backend):
         self.min_free_inodes = min_free_inodes
         self.tmp = self.root / 'tmp'
         self._prefix = f'{self.root}/'
+        self._tmp_prefix = f'{self.tmp}/'
         self.quarantine_dir = self.root / 'quarantine'
         self._syncer = DirSyncer()
         self._init_store()
@@ -125,13 +130,7 @@ class FilesystemBackend(Backend):
         length: int | None = None,
         max_bytes: int = 0,
     ) -> Staged:
-        path = self.tmp / f'{os.getpid()}.{secrets.token_hex(8)}.part'
-        try:
-            fd = os.open(
-                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
-            )
-        except OSError as exc:
-            _raise_storage_error(exc)
+        path, fd = self._create_temp()
         try:
             result = copy_stream(
                 source,
@@ -153,6 +152,19 @@ class FilesystemBackend(Backend):
         return Staged(
             result.hexdigest(self.algorithm), result.size, result.digests, path
         )
+
+    def _create_temp(self) -> tuple[str, int]:
+        """A new temp file ``<pid>.<n>.part`` (whose upload it is shows in its name)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        for _ in range(100):
+            path = f'{self._tmp_prefix}{os.getpid()}.{next(_TEMP_IDS)}.part'
+            try:
+                return path, os.open(path, flags, 0o640)
+            except FileExistsError:
+                continue  # left by an earlier process with the same pid
+            except OSError as exc:
+                _raise_storage_error(exc)
+        raise RuntimeError(f'cannot create a temp file in {self.tmp}')
 
     def commit(self, staged: Staged) -> PutResult:
         final = self.path_for(staged.hash)
@@ -223,8 +235,15 @@ class FilesystemBackend(Backend):
             except FileNotFoundError:
                 continue
             for name in names:
-                if name > after and len(name) == self.hex_length:
+                if name > after and self._is_object_name(shard, name):
                     yield name
+
+    def _is_object_name(self, shard: str, name: str) -> bool:
+        return (
+            len(name) == self.hex_length
+            and name.startswith(shard)
+            and _HEX.fullmatch(name) is not None
+        )
 
     # -- maintenance -----------------------------------------------------------
     def sweep_temp(self, max_age: float = 0.0) -> int:
@@ -236,6 +255,8 @@ class FilesystemBackend(Backend):
         limit = time.time() - max_age
         for entry in os.scandir(self.tmp):
             try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # only our temp files: never a directory someone made
                 if max_age and entry.stat().st_mtime > limit:
                     continue
                 os.unlink(entry.path)

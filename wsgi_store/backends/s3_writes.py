@@ -1,0 +1,194 @@
+"""The S3 backend's write path, in constant memory (one part buffered at most).
+
+* A body smaller than one part (``s3_part_bytes``) stays in that buffer; ``commit``
+  sends it with one PutObject straight to its final key. PutObject is atomic (the
+  key shows the whole body or nothing), so a temporary key and a server-side copy
+  would only add two requests to every small upload.
+* A larger body streams to a temporary key ``PREFIX/tmp/<random>`` as a multipart
+  upload while it is read (its final name is known only at the end); ``commit``
+  copies it server-side to its final key (a multipart copy above 5 GiB) and deletes
+  the temporary key.
+
+Either way ``commit`` first asks HeadObject whether the content is already stored
+(then nothing is written: ``created`` is False). Any failure aborts the multipart
+upload and deletes the temporary key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from ..digests import Readable, copy_stream
+from ..errors import BackendUnavailable, NotFound
+from .base import PutResult, Staged
+from .s3_client import LOGGER_NAME
+from .s3_io import _Chunks, _Upload
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+class S3Writes:
+    """The write half of :class:`~wsgi_store.backends.s3.S3Backend` (a mixin)."""
+
+    bucket: str
+    prefix: str
+    algorithm: str
+    part_bytes: int
+    chunk_bytes: int
+    copy_limit: int
+
+    if TYPE_CHECKING:  # provided by S3Backend
+
+        def _client(self, kind: str = 'main') -> Any: ...
+        def _s3(self) -> Any: ...
+        def _errors(
+            self, action: str, missing: str = ''
+        ) -> AbstractContextManager[None]: ...
+        def _exists_key(self, key: str) -> bool: ...
+        def key_for(self, hex_hash: str) -> str: ...
+
+    def stage(
+        self,
+        source: Readable,
+        *,
+        extra_algorithms: Iterable[str] = (),
+        length: int | None = None,
+        max_bytes: int = 0,
+    ) -> Staged:
+        self._s3()
+        upload = _Upload()
+        try:
+            result = copy_stream(
+                source,
+                lambda view: self._buffer(upload, view),
+                [self.algorithm, *extra_algorithms],
+                chunk_bytes=self.chunk_bytes,
+                max_bytes=max_bytes,
+                length=length,
+            )
+            if upload.upload_id:
+                self._finish_multipart(upload)
+        except BaseException:
+            self._cleanup(upload)
+            raise
+        return Staged(
+            result.hexdigest(self.algorithm), result.size, result.digests, upload
+        )
+
+    def _buffer(self, upload: _Upload, view: memoryview) -> None:
+        # Chunks are kept, not copied (a source may reuse a writable buffer).
+        upload.buffer.append(view if view.readonly else memoryview(bytes(view)))
+        upload.buffered += len(view)
+        if upload.buffered >= self._part_limit(len(upload.parts)):
+            self._send_part(upload)
+
+    def _part_limit(self, parts_sent: int) -> int:
+        # Parts grow every 2000 so that an upload of unknown length fits in
+        # S3's 10,000 parts (31x the part size times 2000 in all).
+        return self.part_bytes << (parts_sent // 2000)
+
+    def _send_part(self, upload: _Upload) -> None:
+        client = self._client()
+        if not upload.upload_id:
+            upload.temp_key = f'{self.prefix}tmp/{secrets.token_hex(16)}'
+            with self._errors('start a multipart upload'):
+                reply = client.create_multipart_upload(
+                    Bucket=self.bucket, Key=upload.temp_key
+                )
+            upload.upload_id = reply['UploadId']
+        number = len(upload.parts) + 1
+        with self._errors(f'upload part {number}'):
+            reply = client.upload_part(
+                Bucket=self.bucket,
+                Key=upload.temp_key,
+                UploadId=upload.upload_id,
+                PartNumber=number,
+                Body=_Chunks(upload.buffer),
+            )
+        upload.parts.append({'PartNumber': number, 'ETag': reply['ETag']})
+        upload.buffer, upload.buffered = [], 0
+
+    def _finish_multipart(self, upload: _Upload) -> None:
+        if upload.buffered:
+            self._send_part(upload)
+        with self._errors('complete a multipart upload'):
+            self._client().complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=upload.temp_key,
+                UploadId=upload.upload_id,
+                MultipartUpload={'Parts': upload.parts},
+            )
+        upload.upload_id = ''
+
+    def commit(self, staged: Staged) -> PutResult:
+        upload: _Upload = staged.handle
+        key = self.key_for(staged.hash)
+        try:
+            created = not self._exists_key(key)
+            if created and upload.temp_key:
+                self._copy(upload.temp_key, key, staged.size)
+            elif created:
+                with self._errors('store the object'):
+                    self._s3().put_object(
+                        Bucket=self.bucket, Key=key, Body=_Chunks(upload.buffer)
+                    )
+        finally:
+            self._cleanup(upload)
+            staged.done = True
+        return PutResult(staged.hash, staged.size, created)
+
+    def discard(self, staged: Staged) -> None:
+        self._cleanup(staged.handle)
+        staged.done = True
+
+    def _cleanup(self, upload: _Upload | None) -> None:
+        """Abort, delete, forget: never raises (the original error matters more)."""
+        if upload is None:
+            return
+        upload.buffer, upload.buffered = [], 0
+        client = self._client()
+        try:
+            if upload.upload_id:
+                self._abort_quietly(upload.temp_key, upload.upload_id)
+                upload.upload_id = ''
+            if upload.temp_key:
+                with self._errors('delete a temporary object'):
+                    client.delete_object(Bucket=self.bucket, Key=upload.temp_key)
+                upload.temp_key = ''
+        except BackendUnavailable as exc:
+            logger.warning('left a temporary upload for sweep_temp: %s', exc.detail)
+
+    def _copy(self, source_key: str, key: str, size: int) -> None:
+        """Server-side copy; a multipart copy when CopyObject cannot take it."""
+        client = self._s3()
+        copy_source = {'Bucket': self.bucket, 'Key': source_key}
+        with self._errors('copy an object'):
+            if size <= self.copy_limit:
+                client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source)
+                return
+            from boto3.s3.transfer import TransferConfig
+
+            client.copy(
+                copy_source,
+                self.bucket,
+                key,
+                Config=TransferConfig(
+                    multipart_threshold=self.copy_limit,
+                    multipart_chunksize=self.part_bytes,
+                    max_concurrency=4,
+                ),
+            )
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        with (
+            contextlib.suppress(NotFound),
+            self._errors('abort a multipart upload', missing='gone'),
+        ):
+            self._client().abort_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id
+            )
