@@ -12,7 +12,7 @@ running the store get the same settings:
     worker_class       gthread
     workers, threads   WSGI_STORE_WORKERS, WSGI_STORE_THREADS   (2 x 8)
     timeout, graceful_timeout, keepalive   WSGI_STORE_TIMEOUT ... (seconds)
-    sendfile           on (downloads leave through sendfile)
+    sendfile           gunicorn's default: on (downloads leave through sendfile)
     limit_request_*    8190-byte request line and header fields, 100 fields
     forwarded_allow_ips  WSGI_STORE_FORWARDED_ALLOW_IPS (nginx on loopback)
     loglevel, logconfig_dict   WSGI_STORE_LOG_LEVEL, WSGI_STORE_LOGFILE

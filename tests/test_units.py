@@ -174,3 +174,15 @@ def test_group_commit_covers_concurrent_callers(tmp_path: Path, monkeypatch) -> 
     assert not any(t.is_alive() for t in threads)
     assert set(calls) == {str(d) for d in dirs}
     assert len(calls) <= 1 + 3  # the first flush, then one shared flush of 3 dirs
+
+
+def test_gunicorn_uses_sendfile_and_no_access_log_of_its_own(tmp_path: Path) -> None:
+    """gunicorn's 'sendfile' setting only disables it: ours must leave it unset."""
+    from wsgi_store.server import StoreApplication, gunicorn_settings
+
+    config = Config(store_dir=tmp_path / 'store').resolved()
+    assert 'sendfile' not in gunicorn_settings(config)
+    app = StoreApplication(config)
+    assert app.cfg.sendfile is True
+    logger = app.cfg.logger_class(app.cfg)
+    assert logger.access(None, None, {}, None) is None  # the app logs access

@@ -52,7 +52,7 @@ upstream {name} {{
 server {{
     listen {listen};
     server_name {server_name};
-    access_log {access_log} {name};
+    access_log {access_log} {name} buffer=64k flush=1s;
 
     client_max_body_size {max_body};   # the store's --max-size (0 = unlimited)
     client_body_timeout 60s;

@@ -1,0 +1,54 @@
+"""Versions and machine facts printed under the table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return 'unavailable'
+    text = (proc.stdout + proc.stderr).strip().splitlines()
+    return text[0].strip() if text else 'unavailable'
+
+
+def loadavg() -> str:
+    """/proc/loadavg's three averages."""
+    try:
+        return ' '.join(Path('/proc/loadavg').read_text().split()[:3])
+    except OSError:
+        return 'unavailable'
+
+
+def _cpu() -> str:
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def versions(nginx: str) -> dict[str, Any]:
+    """Versions of everything in the measurement."""
+    import falcon
+    import gunicorn
+
+    return {
+        'python': platform.python_version(),
+        'falcon': falcon.__version__,
+        'gunicorn': gunicorn.__version__,
+        'nginx': _first_line([nginx, '-v']).removeprefix('nginx version: '),
+        'wrk': _first_line(['wrk', '-v']).split(' [')[0],
+        'kernel': platform.release(),
+        'cpu': f'{os.cpu_count()} x {_cpu()}',
+    }

@@ -1,0 +1,174 @@
+"""From collected samples to the rows of the table, each with its limit and target."""
+
+from __future__ import annotations
+
+from .context import Context
+from .results import Row
+
+RSS_LIMIT_MIB = 32.0
+
+
+def rows(ctx: Context) -> list[Row]:
+    """Every row, in the order of the table."""
+    st, s = ctx.settings, ctx.samples
+    out: list[Row] = []
+
+    def row(
+        work: str,
+        system: str,
+        conns: int | None,
+        unit: str,
+        key: str,
+        limit: str,
+        limit_key: str,
+        target: float | None = None,
+        at_most: bool = False,
+    ) -> None:
+        out.append(
+            Row(
+                work,
+                system,
+                conns,
+                unit,
+                list(s.get(key, [])),
+                limit,
+                list(s.get(limit_key, [])),
+                target,
+                at_most,
+                ctx.notes.get(key, ''),
+            )
+        )
+
+    for c in st.conns:
+        busy = 0.9 if c >= 8 else None
+        row(
+            'GET 1 KiB',
+            'store via nginx',
+            c,
+            'req/s',
+            f'get-small/store via nginx/{c}',
+            'nginx static',
+            f'get-small/nginx static/{c}',
+            busy,
+        )
+        row(
+            'GET 1 KiB',
+            'store direct (gunicorn)',
+            c,
+            'req/s',
+            f'get-small/store direct/{c}',
+            'trivial Falcon app',
+            f'get-small/trivial Falcon/{c}',
+            0.9,
+        )
+    for c in st.conns:
+        busy = 0.9 if c >= 8 else None
+        work = f'GET {st.large_label}'
+        row(
+            work,
+            'store via nginx',
+            c,
+            'MB/s',
+            f'get-large/store via nginx/{c}',
+            'nginx static',
+            f'get-large/nginx static/{c}',
+            busy,
+        )
+        row(
+            work,
+            'store direct (gunicorn)',
+            c,
+            'MB/s',
+            f'get-large/store direct/{c}',
+            'nginx static',
+            f'get-large/nginx static/{c}',
+            0.9,
+        )
+    for c in st.conns:
+        row(
+            'POST 1 KiB, fsync',
+            'store direct',
+            c,
+            'req/s',
+            f'post-durable/store/{c}',
+            'raw fsync loop, 1 thread',
+            'post-durable/raw',
+            1.2 if c == 8 else None,
+        )
+    for c in st.conns:
+        row(
+            'POST 1 KiB, no fsync',
+            'store direct',
+            c,
+            'req/s',
+            f'post-nondurable/store/{c}',
+            'nginx DAV PUT',
+            f'post-nondurable/nginx DAV/{c}',
+            0.7 if c == 8 else None,
+        )
+    for c in st.conns:
+        row(
+            'DELETE 1 KiB',
+            'store direct',
+            c,
+            'req/s',
+            f'delete/store/{c}',
+            'nginx DAV DELETE',
+            f'delete/nginx DAV/{c}',
+        )
+    for c in st.conns:
+        row(
+            f'POST {st.large_label}, fsync',
+            'store direct',
+            c,
+            'MB/s',
+            f'post-large-fsync/store/{c}',
+            'disk write+fsync, 1 file',
+            f'post-large-fsync/disk/{c}',
+            0.9,
+        )
+    for c in st.conns:
+        row(
+            f'POST {st.large_label}, no fsync',
+            'store direct',
+            c,
+            'MB/s',
+            f'post-large-nofsync/store/{c}',
+            'page-cache write, 1 file',
+            f'post-large-nofsync/disk/{c}',
+        )
+    s['rss/limit'] = [RSS_LIMIT_MIB] * len(s.get('rss/upload', []))
+    for phase in ('upload', 'download'):
+        row(
+            f'worker RSS growth, {st.huge_label} {phase}',
+            'store direct',
+            1,
+            'MiB',
+            f'rss/{phase}',
+            'budget',
+            'rss/limit',
+            1.0,
+            at_most=True,
+        )
+    crowd = f'{st.preload:,} objects'
+    row(
+        'GET 1 KiB p50 latency',
+        f'store with {crowd}',
+        1,
+        'ms',
+        'latency/big/p50',
+        'empty store',
+        'latency/empty/p50',
+    )
+    row(
+        'GET 1 KiB p99 latency',
+        f'store with {crowd}',
+        1,
+        'ms',
+        'latency/big/p99',
+        'empty store',
+        'latency/empty/p99',
+        1.5,
+        at_most=True,
+    )
+    return out
