@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
+@functools.cache
 def available_algorithms() -> list[str]:
     """Names usable as a store's hash: hashlib's guaranteed ones (fixed length),
     plus ``blake3`` when that package is installed."""
@@ -51,20 +53,27 @@ def available_algorithms() -> list[str]:
 
 def new_hasher(name: str) -> Hasher:
     """Create a hasher by algorithm name (``ValueError`` when unknown)."""
+    return _constructor(name)()
+
+
+@functools.cache
+def _constructor(name: str) -> Callable[[], Hasher]:
+    # Resolved once per name: this runs for every upload and every hash check.
     if name == 'blake3':
         try:
             from blake3 import blake3
         except ImportError:
             raise ValueError('blake3 needs the "blake3" package installed') from None
-        return blake3(max_threads=1)  # type: ignore[no-any-return]
+        return functools.partial(blake3, max_threads=1)  # type: ignore[return-value]
     if name not in available_algorithms():
         raise ValueError(
             f'unknown hash algorithm {name!r}; use one of: '
             + ', '.join(available_algorithms())
         )
-    return hashlib.new(name)
+    return getattr(hashlib, name, functools.partial(hashlib.new, name))
 
 
+@functools.cache
 def hex_length(name: str) -> int:
     """Length of the algorithm's hex digest."""
     return len(new_hasher(name).hexdigest())

@@ -20,7 +20,7 @@ from falcon.media.multipart import (
 
 from .backends.base import Backend, PutResult, Staged, check_expectations
 from .config import Config
-from .digests import Expectation, new_hasher, normalize_hash, parse_digest_header
+from .digests import Expectation, hex_length, normalize_hash, parse_digest_header
 from .errors import BadRequest, IncompleteBody, TooLarge
 
 UNBOUNDED = 1 << 62
@@ -93,7 +93,7 @@ def receive(
     req: falcon.Request, backend: Backend, config: Config, path_hash: str | None = None
 ) -> PutResult:
     """Store the request's body (or its file part) and return the result."""
-    hex_len = len(new_hasher(backend.algorithm).hexdigest())
+    hex_len = hex_length(backend.algorithm)
     expect = expectations(req, backend.algorithm, hex_len, path_hash)
     body = body_reader(req, config)
     if req.content_type and req.content_type.lower().startswith('multipart/form-data'):
