@@ -183,3 +183,14 @@ def test_disabled_logger_still_echoes_request_id(app, caplog):
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match='log_format'):
         AccessLog('xml')
+
+
+def test_access_log_setting_turns_the_lines_off_but_keeps_request_ids():
+    """WSGI_STORE_ACCESS_LOG=0 (nginx keeps the access log): no app lines."""
+    from wsgi_store.config import Config
+    from wsgi_store.logs import logconfig_dict
+
+    on = logconfig_dict(Config.from_env({}))
+    off = logconfig_dict(Config.from_env({'WSGI_STORE_ACCESS_LOG': '0'}))
+    assert on['loggers']['wsgi_store.access']['level'] == 'INFO'
+    assert off['loggers']['wsgi_store.access']['level'] == 'WARNING'

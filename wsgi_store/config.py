@@ -93,6 +93,7 @@ class Config:
     readyz_min_free_bytes: int = 64 * MiB
     readyz_min_free_inodes: int = 1000
     metrics: bool = True
+    access_log: bool = True  # the app's access log (nginx may keep its own)
     metrics_dir: Path | None = None
     max_multipart_parts: int = 64
     max_multipart_header_bytes: int = 8192

@@ -97,7 +97,8 @@ def logconfig_dict(config: Config) -> dict[str, Any]:
             # gunicorn's own access lines are dropped so nothing is logged twice.
             'gunicorn.access': {'handlers': [], 'propagate': False},
             'wsgi_store.access': {
-                'level': 'INFO',
+                # Off: the middleware still echoes X-Request-ID, writes nothing.
+                'level': 'INFO' if config.access_log else 'WARNING',
                 'handlers': ['access'],
                 'propagate': False,
             },
