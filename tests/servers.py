@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,9 +121,11 @@ def start_gunicorn(
     *,
     port: int | None = None,
     timeout: float = 30.0,
+    preexec_fn: Callable[[], None] | None = None,
     **settings: object,
 ) -> Server:
-    """``gunicorn -c gunicorn.conf.py`` from the repository root on a free port."""
+    """``gunicorn -c gunicorn.conf.py`` from the repository root on a free port
+    (``preexec_fn`` runs in the child before gunicorn, e.g. to set a limit)."""
     port = port or free_port()
     log = workdir / f'gunicorn-{port}.log'
     with open(log, 'ab') as out:
@@ -132,6 +135,7 @@ def start_gunicorn(
             env=store_env(store, port, **settings),
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
     server = Server(proc, port, log)
     try:

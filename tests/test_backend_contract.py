@@ -8,26 +8,13 @@ import os
 
 import pytest
 
+from tests.streams import BreakingStream
 from wsgi_store.backends.base import Backend
 from wsgi_store.digests import Expectation
 from wsgi_store.errors import DigestMismatch, IncompleteBody, NotFound, TooLarge
 
 DATA = b'contract data\n' * 100
 H = hashlib.sha256(DATA).hexdigest()
-
-
-class BreakingStream:
-    """Yields ``good`` bytes, then fails like a client that went away."""
-
-    def __init__(self, good: bytes, exc: Exception | None = None) -> None:
-        self._buf = io.BytesIO(good)
-        self._exc = exc or ConnectionResetError('client went away')
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._buf.read(size)
-        if not data:
-            raise self._exc
-        return data
 
 
 def leftovers(backend: Backend) -> list[str]:

@@ -33,6 +33,7 @@ from hypothesis.stateful import (
 )
 
 from tests import s3env
+from tests.streams import BreakingStream
 from wsgi_store.backends.base import Backend
 from wsgi_store.backends.fs import FilesystemBackend
 from wsgi_store.digests import Expectation
@@ -67,19 +68,6 @@ FACTORIES: dict[str, Factory] = {'fs': fs_factory, 's3': s3_factory}
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class BreakingStream:
-    """Delivers ``good`` bytes, then fails like a client that went away."""
-
-    def __init__(self, good: bytes) -> None:
-        self._buf = io.BytesIO(good)
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._buf.read(size)
-        if not data:
-            raise ConnectionResetError('the client went away')
-        return data
 
 
 def machine_for(factory: Factory, base: Path) -> type[RuleBasedStateMachine]:

@@ -32,13 +32,8 @@ import requests
 
 from tests.servers import (
     IN_CI,
-    ROOT,
-    VENV_BIN,
     Server,
-    free_port,
     start_gunicorn,
-    store_env,
-    wait_http,
 )
 from wsgi_store import maintenance
 from wsgi_store.config import Config
@@ -403,24 +398,7 @@ def start_limited(workdir: Path, store: Path, fsize: int, **settings) -> Server:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
-    port = free_port()
-    log = workdir / f'gunicorn-{port}.log'
-    with open(log, 'ab') as out:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / 'gunicorn'), '-c', str(ROOT / 'gunicorn.conf.py')],
-            cwd=ROOT,
-            env=store_env(store, port, **settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit,
-        )
-    server = Server(proc, port, log)
-    try:
-        wait_http(server.url + '/healthz', 30, proc, log)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return start_gunicorn(workdir, store, preexec_fn=limit, **settings)
 
 
 def upload_until_answer(port: int, body_pieces: Iterable[bytes], length: int | None):

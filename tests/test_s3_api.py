@@ -17,6 +17,7 @@ import webtest
 
 from tests import s3env
 from tests.servers import rss_kib, start_gunicorn
+from tests.streams import BreakingStream
 from wsgi_store.app import create_app
 from wsgi_store.backends.s3 import S3Backend
 from wsgi_store.config import Config
@@ -25,20 +26,6 @@ pytestmark = pytest.mark.s3
 
 MiB = 1 << 20
 PART = 5 * MiB
-
-
-class BreakingStream:
-    """``wsgi.input`` of a client that vanishes after ``good`` bytes."""
-
-    def __init__(self, good: int) -> None:
-        self._left = good
-
-    def read(self, size: int = -1) -> bytes:
-        if self._left <= 0:
-            raise ConnectionResetError('the client went away')
-        size = min(size if size > 0 else self._left, self._left)
-        self._left -= size
-        return os.urandom(size)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import s3env
+from tests.streams import BreakingStream
 from wsgi_store.backends.s3 import S3Backend
 from wsgi_store.digests import Expectation
 from wsgi_store.errors import (
@@ -31,20 +32,6 @@ pytestmark = pytest.mark.s3
 
 MiB = 1 << 20
 PART = 5 * MiB  # S3's minimum part size, so that multipart bodies stay small
-
-
-class BreakingStream:
-    """A body that delivers ``good`` bytes, then fails like a vanished client."""
-
-    def __init__(self, good: int) -> None:
-        self._left = good
-
-    def read(self, size: int = -1) -> bytes:
-        if self._left <= 0:
-            raise ConnectionResetError('the client went away')
-        size = min(size if size > 0 else self._left, self._left)
-        self._left -= size
-        return os.urandom(size)
 
 
 @pytest.fixture
