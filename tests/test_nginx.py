@@ -283,3 +283,52 @@ def test_direct_reads_only_when_reads_are_public(
     text = site_config(config.replace(**settings))
     assert ('location /_wsgi_store_public/' in text) is direct
     assert ('location /_store/ {' in text) is (settings.get('backend') != 's3')
+
+
+def test_tokens_through_nginx_and_internal_location_stays_internal() -> None:
+    """With tokens, nginx passes Authorization through, serves reads only after
+    the app checked the token (X-Accel-Redirect), and its internal location
+    cannot be requested directly."""
+    require_binary('nginx', '/usr/sbin/nginx')
+    work = Path(tempfile.mkdtemp(prefix='wsgi-store-nginx-auth-'))
+    work.chmod(0o755)
+    tokens = work / 'tokens'
+    tokens.write_text(
+        'reader-token-0123456789 read\nwriter-token-0123456789 read,write,delete\n'
+    )
+    tokens.chmod(0o600)
+    daemon: Daemon | None = None
+    site: Site | None = None
+    try:
+        daemon = start_daemon(
+            work / 'svc', '--accel-redirect', '/_store', '--tokens', str(tokens)
+        )
+        site = start_site(daemon, work, '--tokens', str(tokens))
+        share_store_with(site.nginx, daemon.store)
+        writer = {'Authorization': 'Bearer writer-token-0123456789'}
+        reader = {'Authorization': 'Bearer reader-token-0123456789'}
+        data = os.urandom(100_000)
+        denied = requests.post(site.url + '/', data=data, timeout=30)
+        assert denied.status_code == 401
+        assert denied.headers['WWW-Authenticate'].startswith('Bearer')
+        post = requests.post(site.url + '/', data=data, headers=reader, timeout=30)
+        assert post.status_code == 403
+        digest = requests.post(
+            site.url + '/', data=data, headers=writer, timeout=30
+        ).text.strip()
+        assert digest == hashlib.sha256(data).hexdigest()
+        url = f'{site.url}/files/{digest}'
+        assert requests.get(url, timeout=30).status_code == 401  # no direct read
+        got = requests.get(url, headers=reader, timeout=30)
+        assert got.status_code == 200 and got.content == data
+        assert f'accel=/_store/{digest[:2]}/{digest}' in site.log_line(digest)
+        internal = requests.get(
+            f'{site.url}/_store/{digest[:2]}/{digest}', headers=reader, timeout=30
+        )
+        assert internal.status_code != 200 and internal.content != data
+    finally:
+        if site is not None:
+            site.nginx.stop()
+        if daemon is not None:
+            daemon.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
