@@ -194,3 +194,46 @@ def test_access_log_setting_turns_the_lines_off_but_keeps_request_ids():
     off = logconfig_dict(Config.from_env({'WSGI_STORE_ACCESS_LOG': '0'}))
     assert on['loggers']['wsgi_store.access']['level'] == 'INFO'
     assert off['loggers']['wsgi_store.access']['level'] == 'WARNING'
+
+
+def test_app_log_lines_carry_the_request_id(tmp_path):
+    """An error logged while handling a request names that request's id, so it
+    can be matched with the access line."""
+    import logging.config
+
+    import webtest
+
+    from wsgi_store.app import create_app
+    from wsgi_store.backends.fs import FilesystemBackend
+    from wsgi_store.config import Config
+    from wsgi_store.logs import logconfig_dict
+
+    config = Config(store_dir=tmp_path / 'store', logfile=tmp_path / 'log').resolved()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logging.config.dictConfig(logconfig_dict(config))
+    try:
+
+        class Broken(FilesystemBackend):
+            def get(self, *args, **kwargs):
+                raise RuntimeError('disk on fire')
+
+        backend = Broken(config.store_dir)
+        app = webtest.TestApp(create_app(config, backend=backend))
+        app.get('/files/' + 'a' * 64, headers={'X-Request-ID': 'trace-42'}, status=500)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        text = (tmp_path / 'log').read_text()
+        assert 'disk on fire' in text
+        line = next(x for x in text.splitlines() if 'unexpected error' in x)
+        assert line.endswith('rid=trace-42')
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        handlers, level = saved
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name in ('gunicorn.error', 'gunicorn.access', 'wsgi_store.access'):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+            logging.getLogger(name).setLevel(logging.NOTSET)

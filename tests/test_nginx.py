@@ -201,6 +201,7 @@ def test_download_by_x_accel_redirect_with_range(stack: Stack) -> None:
     resp = requests.get(f'{stack.accel.url}/files/{digest}', timeout=30)
     assert resp.status_code == 200 and resp.content == data
     assert 'X-Accel-Redirect' not in resp.headers
+    assert resp.headers['ETag'] == f'"{digest}"'  # the app's validator, via nginx
     line = stack.accel.log_line(f'"GET /files/{digest} ')
     assert f'accel=/_store/{digest[:2]}/{digest}' in line
     assert 'upstream=127.0.0.1:' in line
@@ -226,6 +227,11 @@ def test_public_reads_never_reach_the_app(stack: Stack) -> None:
     got = requests.get(f'{site.url}/files/{digest}', timeout=30)
     assert got.status_code == 200 and got.content == data
     assert got.headers['Cache-Control'] == 'public, max-age=31536000, immutable'
+    assert got.headers['ETag'] == f'"{digest}"'  # the same validator as the app's
+    for url in (f'{site.url}/files/{digest}', f'{site.url}/?file_hash={digest}'):
+        cached = requests.get(url, headers={'If-None-Match': f'"{digest}"'}, timeout=30)
+        assert cached.status_code == 304 and cached.content == b''
+        assert cached.headers['ETag'] == f'"{digest}"'
     ranged = requests.get(
         f'{site.url}/?file_hash={digest}', headers={'Range': 'bytes=-100'}, timeout=30
     )
@@ -236,8 +242,12 @@ def test_public_reads_never_reach_the_app(stack: Stack) -> None:
         assert 'upstream=- accel=-' in site.log_line(request)
     assert 'upstream=- accel=-' in site.log_line(f'HEAD /?file_hash={digest} ')
     # The app's own log has the upload but none of those reads.
+    wait_until(  # the app flushes access lines within a second
+        lambda: '"POST / HTTP/1.1" 200' in stack.daemon.logfile.read_text(),
+        10,
+        'the upload is not in the app log',
+    )
     app_log = stack.daemon.logfile.read_text()
-    assert '"POST / HTTP/1.1" 200' in app_log
     assert f'/files/{digest}' not in app_log
     assert f'file_hash={digest}' not in app_log
 

@@ -23,6 +23,7 @@ large download streams after that.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -36,6 +37,11 @@ import falcon
 logger = logging.getLogger('wsgi_store.access')
 
 REQUEST_ID_HEADER = 'X-Request-ID'
+# The request being handled by this thread, for the app's own log lines
+# (wsgi_store.logs.RequestIdFilter puts it in every record).
+current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
+    'current_request_id', default='-'
+)
 _SANE_ID = re.compile(r'[A-Za-z0-9._-]{1,128}')
 REDACTED = 'REDACTED'
 SECRET_PARAMS = frozenset(
@@ -134,6 +140,7 @@ class AccessLog:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.access_start = perf_counter()
         req.context.request_id = request_id(req.get_header(REQUEST_ID_HEADER))
+        current_request_id.set(req.context.request_id)
 
     def process_response(
         self,

@@ -10,8 +10,21 @@ from typing import Any
 
 from .config import Config
 
-TEXT_FORMAT = '%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s'
+TEXT_FORMAT = (
+    '%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s rid=%(request_id)s'
+)
 FLUSH_SECONDS = 1.0
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (the X-Request-ID being handled, or ``-``) to records,
+    so an error in the app log can be matched with its access line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .accesslog import current_request_id
+
+        record.request_id = current_request_id.get()
+        return True
 
 
 class _DeferredFlush:
@@ -73,6 +86,7 @@ def logconfig_dict(config: Config) -> dict[str, Any]:
             'formatter': 'text',
         }
     )
+    handler['filters'] = ['request_id']
     access: dict[str, Any] = dict(
         handler,
         formatter='access',
@@ -81,6 +95,7 @@ def logconfig_dict(config: Config) -> dict[str, Any]:
     return {
         'version': 1,
         'disable_existing_loggers': False,
+        'filters': {'request_id': {'()': RequestIdFilter}},
         'formatters': {
             'text': {'format': TEXT_FORMAT},
             'access': {'format': '%(message)s'},

@@ -88,7 +88,10 @@ _ACCEL = """
         alias "{store}/";
         sendfile on;
         tcp_nopush on;
-        etag on;
+        # The app's validator ("<hash>"), not nginx's "mtime-size": the same
+        # ETag whichever way the object is served.
+        etag off;
+        add_header ETag $upstream_http_etag;
         types {{ }}
         default_type application/octet-stream;
     }}
@@ -129,9 +132,15 @@ _PUBLIC = """
 _STATIC = """\
         sendfile on;
         tcp_nopush on;
-        etag on;
+        # The app's validator ("<hash>"): content-addressed objects never
+        # change, so a client holding that ETag has the bytes.
+        etag off;
+        if ($http_if_none_match = '"$wsgi_store_hash"') {{
+            return 304;
+        }}
         types {{ }}
         default_type application/octet-stream;
+        add_header ETag '"$wsgi_store_hash"';
         add_header Cache-Control '{cache}';
         error_page 404 = @not_found;"""
 
