@@ -132,12 +132,11 @@ _PUBLIC = """
 _STATIC = """\
         sendfile on;
         tcp_nopush on;
-        # The app's validator ("<hash>"): content-addressed objects never
-        # change, so a client holding that ETag has the bytes.
+        # The app's validator ("<hash>"), not nginx's "mtime-size". nginx
+        # cannot compare If-None-Match with a header it did not make, so a
+        # conditional GET gets the bytes (a 304 here would also hide a delete);
+        # Cache-Control: immutable makes clients skip revalidation anyway.
         etag off;
-        if ($http_if_none_match = '"$wsgi_store_hash"') {{
-            return 304;
-        }}
         types {{ }}
         default_type application/octet-stream;
         add_header ETag '"$wsgi_store_hash"';
