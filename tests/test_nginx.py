@@ -202,15 +202,15 @@ def test_download_by_x_accel_redirect_with_range(stack: Stack) -> None:
     assert resp.status_code == 200 and resp.content == data
     assert 'X-Accel-Redirect' not in resp.headers
     assert resp.headers['ETag'] == f'"{digest}"'  # the app's validator, via nginx
+    line = stack.accel.log_line(f'"GET /files/{digest} ')
+    assert f'accel=/_store/{digest[:2]}/{digest}' in line
+    assert 'upstream=127.0.0.1:' in line
     cached = requests.get(
         f'{stack.accel.url}/files/{digest}',
         headers={'If-None-Match': f'"{digest}"'},
         timeout=30,
     )
     assert cached.status_code == 304 and cached.content == b''
-    line = stack.accel.log_line(f'"GET /files/{digest} ')
-    assert f'accel=/_store/{digest[:2]}/{digest}' in line
-    assert 'upstream=127.0.0.1:' in line
 
     ranged = requests.get(
         f'{stack.accel.url}/?file_hash={digest}',
