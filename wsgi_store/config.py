@@ -57,6 +57,17 @@ def parse_size(value: str) -> int:
     return number
 
 
+def human_bytes(count: int) -> str:
+    """Format a byte count for people (the inverse of :func:`parse_size`):
+    ``1536`` -> ``'1.5 KiB'``."""
+    value = float(count)
+    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if value < 1024 or unit == 'TiB':
+            return f'{value:.0f} {unit}' if unit == 'B' else f'{value:.1f} {unit}'
+        value /= 1024
+    return f'{value:.1f} TiB'
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """All settings of the service, the daemon and the backends.

@@ -1,0 +1,242 @@
+"""The verify engine: re-hash every object of a backend, report and quarantine.
+
+:func:`verify_backend` works on any backend through the
+:class:`~wsgi_store.backends.base.Backend` contract (``iter_hashes``, streaming
+``open``, ``quarantine``); the filesystem backend additionally gets a scan for
+entries that are not objects at all (misnamed files, wrong shard).
+``filestorectl verify`` is :func:`wsgi_store.maintenance.verify`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from .backends import Backend
+from .backends.fs import SHARDS, FilesystemBackend
+from .config import human_bytes
+from .digests import hex_length, new_hasher
+from .errors import NotFound
+
+_LOWER_HEX = re.compile(r'[0-9a-f]+')
+Say = Callable[[str], None]
+
+
+# -- the report ----------------------------------------------------------------------
+@dataclass
+class VerifyReport:
+    """What a verify run found."""
+
+    checked: int = 0
+    bytes: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    misnamed: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    vanished: int = 0  # deleted while verify ran: not a problem
+    quarantined: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was wrong."""
+        return not (self.corrupt or self.misnamed or self.unreadable)
+
+    def summary(self) -> str:
+        text = (
+            f'verified {self.checked} object(s), {human_bytes(self.bytes)}: '
+            f'{len(self.corrupt)} corrupt, {len(self.misnamed)} misnamed, '
+            f'{len(self.unreadable)} unreadable'
+        )
+        if self.quarantined:
+            text += f'; {len(self.quarantined)} moved to quarantine'
+        if self.vanished:
+            text += f'; {self.vanished} deleted while verifying'
+        return text + ('' if not self.ok else ' - the store is intact')
+
+
+def verify_backend(
+    backend: Backend,
+    *,
+    repair: bool = False,
+    progress: bool = False,
+    out: IO[str] | None = None,
+) -> VerifyReport:
+    """Verify every object of ``backend``; print each problem to ``out``.
+
+    Args:
+        backend: any backend.
+        repair: quarantine each corrupt or misnamed object.
+        progress: show the progress bar (objects, bytes, rate, ETA) on stderr.
+        out: where problems are reported (stdout by default).
+
+    Returns:
+        The :class:`VerifyReport`.
+    """
+    report = VerifyReport()
+    say = _printer(out)
+    skip: Counter[str] = Counter()
+    if isinstance(backend, FilesystemBackend):
+        skip = _check_fs_layout(backend, report, repair, say)
+    total = sum(1 for _ in backend.iter_hashes())
+    bar = tqdm(
+        total=total, unit='obj', disable=not progress, file=sys.stderr, leave=True
+    )
+    started = time.monotonic()
+    try:
+        for name in backend.iter_hashes():
+            if skip[name] > 0:  # already reported by the layout scan
+                skip[name] -= 1
+            else:
+                _verify_one(backend, name, report, repair, say)
+            bar.update(1)
+            elapsed = max(time.monotonic() - started, 1e-9)
+            rate = human_bytes(int(report.bytes / elapsed))
+            bar.set_postfix_str(f'{human_bytes(report.bytes)}, {rate}/s', refresh=False)
+    finally:
+        bar.close()
+    return report
+
+
+def _printer(out: IO[str] | None) -> Say:
+    def say(line: str) -> None:
+        tqdm.write(line, file=out or sys.stdout)
+
+    return say
+
+
+def _verify_one(
+    backend: Backend, name: str, report: VerifyReport, repair: bool, say: Say
+) -> None:
+    if not _is_hash(name, backend):
+        report.misnamed.append(name)
+        say(f'MISNAMED {name}: not a {backend.algorithm} hex digest')
+        if repair:
+            _quarantine(backend, name, report, say)
+        return
+    try:
+        actual, size = hash_object(backend, name)
+    except NotFound:
+        report.vanished += 1
+        return
+    except OSError as exc:
+        report.unreadable.append(name)
+        say(f'UNREADABLE {name}: {exc} (left in place)')
+        return
+    report.checked += 1
+    report.bytes += size
+    if actual == name:
+        return
+    report.corrupt.append(name)
+    say(f'CORRUPT {name}: its bytes hash to {actual}')
+    # NOTE: confirm before moving: a client may have replaced the object (delete
+    # and upload again) since it was hashed.
+    if repair and _still_corrupt(backend, name):
+        _quarantine(backend, name, report, say)
+
+
+def _still_corrupt(backend: Backend, name: str) -> bool:
+    try:
+        return hash_object(backend, name)[0] != name
+    except (NotFound, OSError):
+        return False
+
+
+def _quarantine(backend: Backend, name: str, report: VerifyReport, say: Say) -> None:
+    try:
+        where = backend.quarantine(name)
+    except NotFound:
+        return
+    report.quarantined.append(where)
+    say(f'  moved to {where}')
+
+
+def hash_object(
+    backend: Backend, hex_hash: str, chunk: int = 1 << 20
+) -> tuple[str, int]:
+    """Stream an object through the store's hash; return (hexdigest, size)."""
+    hasher = new_hasher(backend.algorithm)
+    size = 0
+    with backend.open(hex_hash) as f:
+        while data := f.read(chunk):
+            hasher.update(data)
+            size += len(data)
+    return hasher.hexdigest(), size
+
+
+def _is_hash(name: str, backend: Backend) -> bool:
+    length = hex_length(backend.algorithm)
+    return len(name) == length and _LOWER_HEX.fullmatch(name) is not None
+
+
+def _check_fs_layout(
+    backend: FilesystemBackend, report: VerifyReport, repair: bool, say: Say
+) -> Counter[str]:
+    """Report shard entries that are not objects; return the names to skip.
+
+    An entry is an object when it is a regular file (not a symlink) named by
+    lowercase hex of the right length that starts with its shard's name.
+    ``iter_hashes`` still yields such entries when their name has the right
+    length, so they are returned for the main loop to skip once each.
+    """
+    skip: Counter[str] = Counter()
+    for path, reason in _misplaced_entries(backend):
+        report.misnamed.append(str(path))
+        say(f'MISNAMED {path}: {reason}')
+        if len(path.name) == backend.hex_length:
+            skip[path.name] += 1
+        if repair:
+            where = _quarantine_path(backend, path)
+            report.quarantined.append(str(where))
+            say(f'  moved to {where}')
+    return skip
+
+
+def _misplaced_entries(backend: FilesystemBackend) -> Iterator[tuple[Path, str]]:
+    for shard in SHARDS:
+        try:
+            entries = sorted(os.scandir(backend.root / shard), key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            reason = _entry_problem(entry, shard, backend)
+            if reason:
+                yield Path(entry.path), reason
+
+
+def _entry_problem(entry: os.DirEntry, shard: str, backend: FilesystemBackend) -> str:
+    name = entry.name
+    if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+        return 'not a regular file'
+    if not _is_hash(name, backend):
+        return f'not a {backend.algorithm} name (lowercase hex, {backend.hex_length})'
+    if not name.startswith(shard):
+        return f'in shard {shard}, but its name belongs in {name[:2]}'
+    return ''
+
+
+def _quarantine_path(backend: FilesystemBackend, path: Path) -> Path:
+    """Move a non-object out of the shards, never overwriting anything."""
+    backend.quarantine_dir.mkdir(mode=0o750, exist_ok=True)
+    base = f'misnamed.{path.parent.name}.{path.name}.{time.time_ns()}'
+    for attempt in range(1000):
+        target = backend.quarantine_dir / f'{base}.{attempt}'
+        if path.is_dir() and not path.is_symlink():
+            if not target.exists():
+                os.rename(path, target)
+                return target
+            continue
+        try:
+            os.link(path, target, follow_symlinks=False)  # fails if target exists
+        except FileExistsError:
+            continue
+        os.unlink(path)
+        return target
+    raise FileExistsError(f'no free quarantine name for {path}')
