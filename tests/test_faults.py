@@ -354,7 +354,9 @@ def test_client_disconnect_mid_upload(tmp_path, servers, framing, close) -> None
     assert ok.status_code == 200 and ok.text == sha256(b'next') + '\n'
     assert server.worker_pids() == [worker]  # the same worker served it
     server.stop()
-    assert not re.search(rf'probe={tag} HTTP/1.1" 200', server.log.read_text())
+    log = server.log.read_text()
+    assert '"POST /files HTTP/1.1" 200' in log  # the access log was written out
+    assert not re.search(rf'probe={tag} HTTP/1.1" 200', log)
 
 
 # -- 3. disk full ------------------------------------------------------------------

@@ -69,23 +69,24 @@ def _storage_parent() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     for flag, field in STORAGE_FLAGS.items():
         parser.add_argument(flag, dest=field, help=HELP.get(flag))
-    for flag in ('--no-fsync', '--s3-redirect'):
+    _add_switches(parser, '--no-fsync', '--s3-redirect')
+    return parser
+
+
+def _add_switches(parser: argparse.ArgumentParser, *flags: str) -> None:
+    """Flags without a value that set one setting (``SWITCHES``)."""
+    for flag in flags:
         field, value = SWITCHES[flag]
         parser.add_argument(
             flag, dest=field, action='store_const', const=value, help=HELP.get(flag)
         )
-    return parser
 
 
 def _server_parent() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False, parents=[_storage_parent()])
     for flag, field in SERVER_FLAGS.items():
         parser.add_argument(flag, dest=field, help=HELP.get(flag))
-    for flag in ('--public-read', '--verify-reads'):
-        field, value = SWITCHES[flag]
-        parser.add_argument(
-            flag, dest=field, action='store_const', const=value, help=HELP.get(flag)
-        )
+    _add_switches(parser, '--public-read', '--verify-reads')
     parser.add_argument(
         '--config',
         dest='settings_file',

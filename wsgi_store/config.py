@@ -159,13 +159,6 @@ class Config:
             raise ConfigError('accel_redirect must be a location path starting with /')
         return dataclasses.replace(self, **changes) if changes else self  # type: ignore[arg-type]
 
-    @property
-    def is_loopback(self) -> bool:
-        """True when the service listens on a loopback address only."""
-        return self.host in ('127.0.0.1', '::1', 'localhost') or self.host.startswith(
-            '127.'
-        )
-
 
 def _field_type(name: str) -> object:
     hints = typing.get_type_hints(Config)

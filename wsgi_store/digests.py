@@ -101,6 +101,11 @@ def normalize_hash(value: object, length: int) -> str:
     return lowered
 
 
+def is_object_name(name: str, length: int) -> bool:
+    """True for a stored object's name: exactly ``length`` lowercase hex digits."""
+    return len(name) == length and _HEX.fullmatch(name) is not None
+
+
 @dataclass(frozen=True)
 class Expectation:
     """A digest the client announced; the upload is refused if it differs."""

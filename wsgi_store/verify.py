@@ -10,7 +10,6 @@ entries that are not objects at all (misnamed files, wrong shard).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -24,10 +23,9 @@ from tqdm import tqdm
 from .backends import Backend
 from .backends.fs import SHARDS, FilesystemBackend
 from .config import human_bytes
-from .digests import hex_length, new_hasher
+from .digests import hex_length, is_object_name, new_hasher
 from .errors import NotFound
 
-_LOWER_HEX = re.compile(r'[0-9a-f]+')
 Say = Callable[[str], None]
 
 
@@ -172,8 +170,7 @@ def hash_object(
 
 
 def _is_hash(name: str, backend: Backend) -> bool:
-    length = hex_length(backend.algorithm)
-    return len(name) == length and _LOWER_HEX.fullmatch(name) is not None
+    return is_object_name(name, hex_length(backend.algorithm))
 
 
 def _check_fs_layout(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ..digests import Expectation, Readable
-from ..errors import DigestMismatch
+from ..errors import DigestMismatch, NotFound
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,6 @@ class Backend(abc.ABC):
 
     def exists(self, hex_hash: str) -> bool:
         """True when the object is stored."""
-        from ..errors import NotFound
-
         try:
             self.stat(hex_hash)
         except NotFound:

@@ -13,14 +13,13 @@ import itertools
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, NoReturn
 
-from ..digests import copy_stream, hex_length, new_hasher
+from ..digests import copy_stream, hex_length, is_object_name, new_hasher
 from ..errors import InsufficientStorage, NotFound, StoreMismatch
 from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
 from .dirsync import DirSyncer
@@ -31,7 +30,6 @@ logger = logging.getLogger(__name__)
 LAYOUT_VERSION = 1
 META_NAME = 'wsgi-store.json'
 _TEMP_IDS = itertools.count()  # next() is atomic under the GIL
-_HEX = re.compile(r'[0-9a-f]+')
 SHARDS = [f'{i:02x}' for i in range(256)]
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -239,11 +237,7 @@ class FilesystemBackend(Backend):
                     yield name
 
     def _is_object_name(self, shard: str, name: str) -> bool:
-        return (
-            len(name) == self.hex_length
-            and name.startswith(shard)
-            and _HEX.fullmatch(name) is not None
-        )
+        return name.startswith(shard) and is_object_name(name, self.hex_length)
 
     # -- maintenance -----------------------------------------------------------
     def sweep_temp(self, max_age: float = 0.0) -> int:
