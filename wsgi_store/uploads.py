@@ -5,6 +5,13 @@ Falcon's ``bounded_stream`` (which reads a chunked body as empty): with a
 Content-Length we read exactly that many bytes and refuse a short body; without
 one (chunked) we read to the end that gunicorn's ``wsgi.input_terminated``
 guarantees.
+
+Digests (RFC 9530): ``Content-Digest`` and ``Repr-Digest`` describe the request
+content. For a raw body that is the stored object; for ``multipart/form-data``
+it is the whole multipart document (boundaries, part headers, every part), so
+both headers are checked over the entire body as received (no content coding
+is applied, so the representation and the content are the same bytes). The
+file part's own hash is announced with ``?file_hash=`` (or the path).
 """
 
 from __future__ import annotations
@@ -20,10 +27,17 @@ from falcon.media.multipart import (
 
 from .backends.base import Backend, PutResult, Staged, check_expectations
 from .config import Config
-from .digests import Expectation, hex_length, normalize_hash, parse_digest_header
-from .errors import BadRequest, IncompleteBody, TooLarge
+from .digests import (
+    Expectation,
+    hex_length,
+    new_hasher,
+    normalize_hash,
+    parse_digest_header,
+)
+from .errors import BadRequest, DigestMismatch, IncompleteBody, TooLarge
 
 UNBOUNDED = 1 << 62
+DIGEST_HEADERS = ('Content-Digest', 'Repr-Digest')
 
 
 class BodyReader:
@@ -82,7 +96,7 @@ def expectations(
         hex_hash = normalize_hash(given, hex_len)
         source = 'the URL path' if path_hash is not None else 'the file_hash parameter'
         found.append(Expectation(algorithm, bytes.fromhex(hex_hash), source))
-    for header in ('Content-Digest', 'Repr-Digest'):
+    for header in DIGEST_HEADERS:
         value = req.get_header(header)
         if value:
             found.extend(parse_digest_header(value, header))
@@ -97,13 +111,51 @@ def receive(
     expect = expectations(req, backend.algorithm, hex_len, path_hash)
     body = body_reader(req, config)
     if req.content_type and req.content_type.lower().startswith('multipart/form-data'):
-        return _receive_multipart(req, body, backend, config, expect)
+        # RFC 9530: the headers cover the whole request content, not the part.
+        of_part = [e for e in expect if e.source not in DIGEST_HEADERS]
+        of_body = [e for e in expect if e.source in DIGEST_HEADERS]
+        return _receive_multipart(
+            req, HashingReader(body, of_body), backend, config, of_part
+        )
     return backend.put(body, expect=expect, max_bytes=config.max_upload_bytes)
+
+
+class HashingReader:
+    """A body reader that also hashes everything read, for ``Content-Digest``."""
+
+    def __init__(self, body: BodyReader, expect: Sequence[Expectation]) -> None:
+        self.body = body
+        self.length = body.length
+        self.expect = list(expect)
+        algorithms = dict.fromkeys(e.algorithm for e in self.expect)
+        self._hashers = {name: new_hasher(name) for name in algorithms}
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.body.read(size)
+        for hasher in self._hashers.values():
+            hasher.update(data)
+        return data
+
+    def check(self, chunk_bytes: int) -> None:
+        """Read what is left (the epilogue) and compare the announced digests."""
+        if not self.expect:
+            return
+        _drain(self, chunk_bytes)
+        for exp in self.expect:
+            got = self._hashers[exp.algorithm].digest()
+            if got != exp.digest:
+                raise DigestMismatch(
+                    f'the request content (the whole multipart body) does not '
+                    f'match the {exp.algorithm} given in {exp.source}',
+                    expected=exp.digest.hex(),
+                    actual=got.hex(),
+                    algorithm=exp.algorithm,
+                )
 
 
 def _receive_multipart(
     req: falcon.Request,
-    body: BodyReader,
+    body: HashingReader,
     backend: Backend,
     config: Config,
     expect: Sequence[Expectation],
@@ -140,6 +192,7 @@ def _receive_multipart(
             raise BadRequest(
                 'the form has several file parts; name the one to store "file"'
             )
+        body.check(config.chunk_bytes)
         check_expectations(chosen, expect, backend.algorithm)
         return backend.commit(chosen)
     except MultipartParseError as exc:
