@@ -120,31 +120,28 @@ def _verify_one(
             _quarantine(backend, name, report, say)
         return
     try:
-        actual, size = hash_object(backend, name)
+        with backend.open(name) as f:
+            actual, size = hash_stream(f, backend.algorithm)
+            report.checked += 1
+            report.bytes += size
+            if actual == name:
+                return
+            report.corrupt.append(name)
+            say(f'CORRUPT {name}: its bytes hash to {actual}')
+            if repair:
+                # NOTE: acts on the file just hashed (still open), never on a
+                # good copy a client uploaded under the name meanwhile.
+                where = backend.quarantine_checked(name, f)
+                if where is None:
+                    say('  replaced by a new upload meanwhile: left in place')
+                else:
+                    report.quarantined.append(where)
+                    say(f'  moved to {where}')
     except NotFound:
         report.vanished += 1
-        return
     except OSError as exc:
         report.unreadable.append(name)
         say(f'UNREADABLE {name}: {exc} (left in place)')
-        return
-    report.checked += 1
-    report.bytes += size
-    if actual == name:
-        return
-    report.corrupt.append(name)
-    say(f'CORRUPT {name}: its bytes hash to {actual}')
-    # NOTE: confirm before moving: a client may have replaced the object (delete
-    # and upload again) since it was hashed.
-    if repair and _still_corrupt(backend, name):
-        _quarantine(backend, name, report, say)
-
-
-def _still_corrupt(backend: Backend, name: str) -> bool:
-    try:
-        return hash_object(backend, name)[0] != name
-    except (NotFound, OSError):
-        return False
 
 
 def _quarantine(backend: Backend, name: str, report: VerifyReport, say: Say) -> None:
@@ -160,12 +157,17 @@ def hash_object(
     backend: Backend, hex_hash: str, chunk: int = 1 << 20
 ) -> tuple[str, int]:
     """Stream an object through the store's hash; return (hexdigest, size)."""
-    hasher = new_hasher(backend.algorithm)
-    size = 0
     with backend.open(hex_hash) as f:
-        while data := f.read(chunk):
-            hasher.update(data)
-            size += len(data)
+        return hash_stream(f, backend.algorithm, chunk)
+
+
+def hash_stream(f: IO[bytes], algorithm: str, chunk: int = 1 << 20) -> tuple[str, int]:
+    """Hash an open object to its end; return (hexdigest, size)."""
+    hasher = new_hasher(algorithm)
+    size = 0
+    while data := f.read(chunk):
+        hasher.update(data)
+        size += len(data)
     return hasher.hexdigest(), size
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..digests import Expectation, Readable
+from ..digests import Expectation, Readable, new_hasher
 from ..errors import DigestMismatch, NotFound
 
 
@@ -189,6 +189,25 @@ class Backend(abc.ABC):
     def quarantine(self, hex_hash: str) -> str:
         """Move a corrupt object aside (never delete it); return where it went."""
         raise NotImplementedError
+
+    def quarantine_checked(self, hex_hash: str, checked: IO[bytes]) -> str | None:
+        """Quarantine the object that ``checked`` (from :meth:`open`) was reading.
+
+        Only if ``hex_hash`` still names that object: a client may have deleted
+        it and uploaded the right bytes since. Returns where it went, or None
+        when nothing was moved. This default re-hashes by name just before
+        moving (a small window remains); the filesystem backend compares inodes.
+        """
+        hasher = new_hasher(self.algorithm)
+        try:
+            with self.open(hex_hash) as f:
+                while chunk := f.read(1 << 20):
+                    hasher.update(chunk)
+            if hasher.hexdigest() == hex_hash:
+                return None
+            return self.quarantine(hex_hash)
+        except NotFound:
+            return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and files."""

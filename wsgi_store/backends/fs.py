@@ -1,35 +1,40 @@
 """The sharded filesystem backend: the object ``abcdef...`` is ``STORE/ab/abcdef...``.
 
-Write path (one pass): a temp file in ``STORE/tmp/`` (``O_EXCL``, mode 0640) is
-hashed while written, length-checked, ``fsync``-ed, ``os.replace``-d into its
-shard and the shard directory is ``fsync``-ed. Any failure removes the temp file.
+Write path (one pass): a temp file in ``STORE/tmp/`` (``O_EXCL``, mode 0640,
+``flock``-ed by its writer for its whole life, see :mod:`.fstemp`) is hashed while
+written, length-checked, ``fdatasync``-ed, ``os.replace``-d into its shard and the
+shard directory is flushed (group commit, :mod:`.dirsync`). Any failure removes
+the temp file.
+
+NOTE: a dedupe hit (the object exists) is an acknowledgement too: it flushes the
+existing object and its shard directory itself (through the same group commit),
+because another worker may have renamed it in a moment ago and not finished its
+own flush, or that flush may have failed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import itertools
 import json
 import logging
 import os
-import secrets
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, NoReturn
 
-from ..digests import copy_stream, hex_length, is_object_name, new_hasher
+from ..digests import copy_stream, hex_length, is_object_name
 from ..errors import InsufficientStorage, NotFound, StoreMismatch
+from . import fstemp
 from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
 from .dirsync import DirSyncer
+from .fsquarantine import quarantine_if_same, quarantine_target
 from .writeback import WritebackWriter
 
 logger = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 1
 META_NAME = 'wsgi-store.json'
-_TEMP_IDS = itertools.count()  # next() is atomic under the GIL
 SHARDS = [f'{i:02x}' for i in range(256)]
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -48,6 +53,7 @@ class FilesystemBackend(Backend):
         chunk_bytes: int = 1 << 20,
         min_free_bytes: int = 0,
         min_free_inodes: int = 0,
+        dir_syncer: DirSyncer | None = None,
     ) -> None:
         self.root = Path(root).absolute()
         self.algorithm = algorithm
@@ -60,7 +66,7 @@ class FilesystemBackend(Backend):
         self._prefix = f'{self.root}/'
         self._tmp_prefix = f'{self.tmp}/'
         self.quarantine_dir = self.root / 'quarantine'
-        self._syncer = DirSyncer()
+        self._syncer = dir_syncer or DirSyncer()
         self._init_store()
 
     @classmethod
@@ -102,14 +108,14 @@ class FilesystemBackend(Backend):
                 'layout': LAYOUT_VERSION,
                 'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
             }
-            tmp = self.tmp / f'meta.{os.getpid()}.{secrets.token_hex(4)}'
-            tmp.write_text(json.dumps(doc, indent=1) + '\n')
+            tmp = fstemp.create_locked(self._tmp_prefix, '.meta')
             try:
-                os.link(tmp, meta_path)  # first writer wins, never overwritten
+                os.write(tmp.fd, (json.dumps(doc, indent=1) + '\n').encode())
+                os.link(tmp.path, meta_path)  # first writer wins, never overwritten
             except FileExistsError:
                 pass
             finally:
-                tmp.unlink()
+                tmp.remove()
             self._init_store()  # re-check what won the race
 
     def path_for(self, hex_hash: str) -> str:
@@ -128,62 +134,79 @@ class FilesystemBackend(Backend):
         length: int | None = None,
         max_bytes: int = 0,
     ) -> Staged:
-        path, fd = self._create_temp()
+        try:
+            temp = fstemp.create_locked(self._tmp_prefix)
+        except OSError as exc:
+            _raise_storage_error(exc)
         try:
             result = copy_stream(
                 source,
-                WritebackWriter(fd, eager=self.fsync),
+                WritebackWriter(temp.fd, eager=self.fsync),
                 [self.algorithm, *extra_algorithms],
                 chunk_bytes=self.chunk_bytes,
                 max_bytes=max_bytes,
                 length=length,
             )
             if self.fsync:
-                os.fdatasync(fd)
+                os.fdatasync(temp.fd)
         except BaseException as exc:
-            os.close(fd)
-            _unlink_quietly(path)
+            temp.remove()
             if isinstance(exc, OSError):
                 _raise_storage_error(exc)
             raise
-        os.close(fd)
+        # The temp file stays open (and locked) until commit or discard.
         return Staged(
-            result.hexdigest(self.algorithm), result.size, result.digests, path
+            result.hexdigest(self.algorithm), result.size, result.digests, temp
         )
 
-    def _create_temp(self) -> tuple[str, int]:
-        """A new temp file ``<pid>.<n>.part`` (whose upload it is shows in its name)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        for _ in range(100):
-            path = f'{self._tmp_prefix}{os.getpid()}.{next(_TEMP_IDS)}.part'
-            try:
-                return path, os.open(path, flags, 0o640)
-            except FileExistsError:
-                continue  # left by an earlier process with the same pid
-            except OSError as exc:
-                _raise_storage_error(exc)
-        raise RuntimeError(f'cannot create a temp file in {self.tmp}')
-
     def commit(self, staged: Staged) -> PutResult:
+        """Rename into place, or dedupe; either way durable before returning.
+
+        An existing object whose size differs from the upload's is corrupt: the
+        upload replaces it (``created`` True). Same-size corruption is not seen
+        here (that would mean re-hashing it): ``verify`` and ``VERIFY_READS`` do.
+        """
+        temp: fstemp.TempFile = staged.handle
         final = self.path_for(staged.hash)
         try:
-            if os.path.exists(final):
-                created = False
-                _unlink_quietly(staged.handle)
-            else:
-                os.replace(staged.handle, final)
-                created = True
-                if self.fsync:
-                    self._syncer.sync(os.path.dirname(final))
+            created = not self._flush_existing(final, staged.size)
+            if created:
+                os.replace(temp.path, final)
+            if self.fsync:
+                # Also on a dedupe hit: its writer's flush may be unfinished or
+                # have failed. Group commit shares one flush among callers.
+                self._syncer.sync(os.path.dirname(final))
         except OSError as exc:
-            _unlink_quietly(staged.handle)
             _raise_storage_error(exc)
         finally:
+            temp.remove()  # after the rename only closes (the name is gone)
             staged.done = True
         return PutResult(staged.hash, staged.size, created)
 
+    def _flush_existing(self, final: str, size: int) -> bool:
+        """True when an intact-looking ``final`` exists (its data now flushed)."""
+        try:
+            fd = os.open(final, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            stored = os.fstat(fd).st_size
+            if stored != size:
+                logger.warning(
+                    'replacing %s: it holds %d bytes, its content has %d (corrupt)',
+                    final,
+                    stored,
+                    size,
+                )
+                return False
+            if self.fsync:
+                os.fdatasync(fd)  # whoever wrote it, it is durable before we answer
+            return True
+        finally:
+            os.close(fd)
+
     def discard(self, staged: Staged) -> None:
-        _unlink_quietly(staged.handle)
+        staged.handle.remove()
         staged.done = True
 
     # -- reads ---------------------------------------------------------------
@@ -241,22 +264,11 @@ class FilesystemBackend(Backend):
 
     # -- maintenance -----------------------------------------------------------
     def sweep_temp(self, max_age: float = 0.0) -> int:
-        """Remove temp files older than ``max_age`` seconds (0 = all of them).
+        """Remove temp files older than ``max_age`` seconds (0 = any age).
 
-        Only safe with ``max_age=0`` before any worker runs (gunicorn's master).
+        Files a live writer holds locked (any process) are never removed.
         """
-        removed = 0
-        limit = time.time() - max_age
-        for entry in os.scandir(self.tmp):
-            try:
-                if not entry.is_file(follow_symlinks=False):
-                    continue  # only our temp files: never a directory someone made
-                if max_age and entry.stat().st_mtime > limit:
-                    continue
-                os.unlink(entry.path)
-                removed += 1
-            except FileNotFoundError:
-                continue
+        removed = fstemp.sweep(str(self.tmp), max_age)
         if removed:
             logger.info('removed %d stale temp file(s) from %s', removed, self.tmp)
         return removed
@@ -291,22 +303,20 @@ class FilesystemBackend(Backend):
         return checks
 
     def quarantine(self, hex_hash: str) -> str:
-        self.quarantine_dir.mkdir(mode=0o750, exist_ok=True)
-        stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
-        target = self.quarantine_dir / f'{hex_hash}.{stamp}.{secrets.token_hex(4)}'
+        target = quarantine_target(self.quarantine_dir, hex_hash)
         try:
             os.rename(self.path_for(hex_hash), target)  # same filesystem: atomic
         except FileNotFoundError:
             raise NotFound(f'no object {hex_hash}') from None
-        return str(target)
+        return target
 
-    def hash_file(self, hex_hash: str) -> str:
-        """Re-hash a stored object (for verify)."""
-        hasher = new_hasher(self.algorithm)
-        with self.open(hex_hash) as f:
-            while chunk := f.read(self.chunk_bytes):
-                hasher.update(chunk)
-        return hasher.hexdigest()
+    def quarantine_checked(self, hex_hash: str, checked: IO[bytes]) -> str | None:
+        """Quarantine the very file ``checked`` reads, never a replacement."""
+        path = self.path_for(hex_hash)
+        where = quarantine_if_same(path, checked.fileno(), self.quarantine_dir)
+        if self.fsync:
+            self._syncer.sync(os.path.dirname(path))  # the move (or put-back) too
+        return where
 
 
 def _read_all(fd: int, size: int) -> bytes:
@@ -321,13 +331,6 @@ def _read_all(fd: int, size: int) -> bytes:
         return b''.join(parts)
     finally:
         os.close(fd)
-
-
-def _unlink_quietly(path: Path | str | None) -> None:
-    if path is None:
-        return
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def _raise_storage_error(exc: OSError) -> NoReturn:
