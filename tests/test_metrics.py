@@ -154,7 +154,7 @@ def test_digest_mismatches(app, accept):
         headers={'Content-Digest': 'sha-256=:' + 'A' * 43 + '=:', 'Accept': accept},
         status=400,
     )
-    app.put('/files/zz', b'body', status=400)  # invalid hash: not a mismatch
+    app.post('/?file_hash=zz', b'body', status=400)  # invalid hash: not a mismatch
     samples = scrape(app)
     assert value(samples, 'wsgi_store_digest_mismatches_total') == 3
     assert value(samples, 'wsgi_store_objects_created_total') == 0

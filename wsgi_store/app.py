@@ -9,7 +9,9 @@ from .accesslog import AccessLog
 from .backends import Backend, make_backend
 from .config import Config
 from .listing import FilesResource, MissingResource
+from .methods import MethodGuard
 from .metrics import Metrics, MetricsMiddleware, MetricsResource
+from .named import NamedResource
 from .openapi import OpenAPIResource
 from .resources import (
     HealthResource,
@@ -18,21 +20,6 @@ from .resources import (
     SeedResource,
     Store,
 )
-
-OBJECT_METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE')
-
-
-class RefuseOptions:
-    """OPTIONS is not part of the API: answer 405 with ``Allow`` like any other."""
-
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict
-    ) -> None:
-        if req.method == 'OPTIONS' and resource is not None:
-            allowed = [
-                m for m in OBJECT_METHODS if hasattr(resource, f'on_{m.lower()}')
-            ]
-            raise falcon.HTTPMethodNotAllowed(allowed)
 
 
 def create_app(
@@ -52,7 +39,7 @@ def create_app(
     metrics = Metrics.from_config(config) if config.metrics else None
     if metrics is not None:
         middleware.append(MetricsMiddleware(metrics))
-    middleware.append(RefuseOptions())
+    middleware.append(MethodGuard())  # 405 (OPTIONS too) before auth
     if config.tokens_file is not None:
         from .auth import TokenAuth  # bearer tokens (issue 7)
 
@@ -70,5 +57,6 @@ def create_app(
     if metrics is not None:
         app.add_route('/metrics', MetricsResource(metrics))
     app.add_route('/openapi.json', OpenAPIResource(store.hex_length))
+    app.add_route('/{name}', NamedResource(store))  # curl -T FILE http://host/
     errors.register(app)
     return app

@@ -120,12 +120,14 @@ def _http_error(
     title = http.HTTPStatus(ex.status_code).phrase
     slug = title.lower().replace(' ', '-')
     detail = ex.description or title
-    if ex.status_code == 405:
+    if ex.status_code == 405 and not ex.description:
         detail = f'{req.method} is not allowed here'
     render(req, resp, problem(ex.status_code, slug, title, detail))
     for name, value in (ex.headers or {}).items():
-        if name.lower() == 'allow':  # OPTIONS is refused too (RefuseOptions)
-            value = ', '.join(m for m in value.split(', ') if m != 'OPTIONS')
+        if name.lower() == 'allow':  # one order everywhere; OPTIONS is refused
+            from .methods import order_allow
+
+            value = order_allow(value.split(','))
         resp.set_header(name, value)
 
 

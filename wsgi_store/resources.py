@@ -7,13 +7,15 @@ share one :class:`Store` that holds the backend and the config.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import falcon
 
-from . import downloads, uploads
+from . import downloads, landing, uploads
 from .backends.base import Backend, PutResult
 from .config import Config
-from .digests import hex_length, normalize_hash
+from .digests import hex_length, is_object_name, normalize_hash
+from .named import check_name
 
 
 class Store:
@@ -28,10 +30,16 @@ class Store:
         return normalize_hash(value, self.hex_length)
 
     def upload(
-        self, req: falcon.Request, resp: falcon.Response, path_hash: str | None = None
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        path_hash: str | None = None,
+        *,
+        name: str | None = None,
     ) -> None:
+        """Store the body; ``name`` (``PUT /NAME``) goes into the Location."""
         result = uploads.receive(req, self.backend, self.config, path_hash)
-        self._upload_answer(req, resp, result)
+        self._upload_answer(req, resp, result, name)
 
     def download(
         self, req: falcon.Request, resp: falcon.Response, hex_hash: str
@@ -50,10 +58,16 @@ class Store:
         _answer(req, resp, hex_hash, {'hash': hex_hash, 'deleted': True})
 
     def _upload_answer(
-        self, req: falcon.Request, resp: falcon.Response, result: PutResult
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        result: PutResult,
+        name: str | None = None,
     ) -> None:
         resp.context.put_result = result  # for the metrics middleware
         resp.location = f'/files/{result.hash}'
+        if name is not None:
+            resp.location += '?filename=' + quote(name, safe='')
         doc = {
             'hash': result.hash,
             'algorithm': self.backend.algorithm,
@@ -82,6 +96,9 @@ class SeedResource:
         self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if 'file_hash' not in req.params and landing.wants_html(req):
+            landing.render(req, resp, self.store.backend.algorithm)  # a browser
+            return
         self.store.download(
             req, resp, self.store.hash_from(req.params.get('file_hash'))
         )
@@ -121,6 +138,11 @@ class ObjectResource:
     def on_put(
         self, req: falcon.Request, resp: falcon.Response, file_hash: str
     ) -> None:
+        if not is_object_name(file_hash.lower(), self.store.hex_length):
+            # Not a hash: ``curl -T photo.jpg http://host/files/`` (PUT /NAME).
+            name = check_name(file_hash, top_level=False)
+            self.store.upload(req, resp, name=name)
+            return
         self.store.upload(req, resp, path_hash=self.store.hash_from(file_hash))
 
     def on_delete(
