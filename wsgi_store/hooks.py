@@ -29,9 +29,26 @@ METRICS_DIR_PREFIX = 'wsgi-store-metrics-'
 
 def on_starting(config: Config, server: object) -> None:
     """In the master, before any worker forks: sweep temp uploads, set up metrics."""
+    _load_tokens(config, starting=True)  # a missing/empty/broken file: no start
     sweep_on_start(config)
     if config.metrics:
         prepare_metrics_dir(config)
+
+
+def on_reload(config: Config, server: object) -> None:
+    """In the master on HUP, before new workers fork: reload the tokens file."""
+    _load_tokens(config, starting=False)
+
+
+def _load_tokens(config: Config, *, starting: bool) -> None:
+    # NOTE: workers inherit the master's last good set by fork, so a broken
+    # file at HUP cannot stop new workers from booting (issue 11 item 2).
+    from .tokens import TokensFileError, load_in_master
+
+    try:
+        load_in_master(config, starting=starting)
+    except TokensFileError as exc:
+        raise RuntimeError(str(exc)) from None  # gunicorn: one line, exit 1
 
 
 def child_exit(config: Config, server: object, worker: object) -> None:

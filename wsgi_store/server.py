@@ -117,6 +117,7 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
         'control_socket_disable': True,
         'on_starting': functools.partial(hooks.on_starting, config),
         'post_fork': functools.partial(hooks.post_fork, config),
+        'on_reload': functools.partial(hooks.on_reload, config),
         'child_exit': functools.partial(hooks.child_exit, config),
     }
     if config.logfile:
