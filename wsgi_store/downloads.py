@@ -1,4 +1,10 @@
-"""GET and HEAD of an object: validators, ranges, offload and verify-on-read."""
+"""GET and HEAD of an object: validators, preconditions, ranges, names, offload.
+
+The semantics live in :mod:`wsgi_store.conditional`, :mod:`wsgi_store.ranges`
+and :mod:`wsgi_store.disposition`; this module applies them in RFC 9110's
+order and picks how the bytes leave (inline bytes, sendfile, a bounded stream,
+nginx's ``X-Accel-Redirect``, or the verifying reader).
+"""
 
 from __future__ import annotations
 
@@ -8,74 +14,33 @@ from typing import IO
 
 import falcon
 
+from . import conditional, disposition
 from .backends.base import Backend, Download
 from .config import Config
 from .digests import new_hasher
-from .errors import RangeNotSatisfiable
+from .errors import BadRequest
+from .ranges import SINGLE, parse_range
 
 logger = logging.getLogger(__name__)
 
+__all__ = ['CACHE_CONTROL', 'VerifyingReader', 'parse_range', 'send']
+
 INLINE_LIMIT = 64 * 1024  # below this, returning bytes beats sendfile's setup
 CACHE_CONTROL = 'public, max-age=31536000, immutable'
+NGINX_MAX_DIGITS = 15  # nginx refuses (416) range numbers near 2**63
 
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """Parse a single ``bytes=`` range into ``(start, end_exclusive)``.
-
-    Returns None (serve the whole object) for an absent, malformed or
-    multi-range header, as RFC 9110 allows; raises ``RangeNotSatisfiable``
-    when the range lies outside the object.
-    """
-    if not header:
-        return None
-    unit, _, spec = header.partition('=')
-    if unit.strip().lower() != 'bytes' or ',' in spec:
-        return None
-    first, dash, last = spec.strip().partition('-')
-    if not dash or not (_digits(first) or _digits(last)):
-        return None
-    if (first and not _digits(first)) or (last and not _digits(last)):
-        return None
-    if not first:  # suffix range: the last N bytes
-        length = int(last)
-        if length == 0:
-            raise RangeNotSatisfiable('a zero-length suffix range', size=size)
-        return max(0, size - length), size
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    if last and int(last) < start:
-        return None  # invalid: ignore the header
-    if start >= size:
-        raise RangeNotSatisfiable(f'the object has {size} bytes', size=size)
-    return start, end
-
-
-def _digits(text: str) -> bool:
-    # NOTE: str.isdigit() is True for '²' (a header byte 0xB2 decoded as
-    # latin-1), which int() refuses: ASCII digits only.
-    return text.isascii() and text.isdigit()
-
-
-def _requested_range(
-    req: falcon.Request, etag: str, size: int
-) -> tuple[int, int] | None:
-    header = req.get_header('Range')
-    if header is None:
-        return None
-    if_range = req.get_header('If-Range')
-    if if_range and if_range.strip() != etag:
-        return None  # the client's copy is another version: send it whole
-    return parse_range(header, size)
-
-
-def etag_matches(header: str | None, etag: str) -> bool:
-    """Weak comparison of an If-None-Match list against our strong ETag."""
-    if not header:
-        return False
-    if header.strip() == '*':
-        return True
-    tags = (t.strip().removeprefix('W/') for t in header.split(','))
-    return etag in tags
+def download_name(req: falcon.Request) -> tuple[str | None, bool]:
+    """``?filename=`` (validated) and whether ``?inline=1`` asks to show it."""
+    name = req.params.get('filename')
+    if isinstance(name, list):
+        raise BadRequest('give filename once')
+    inline = req.params.get('inline')
+    if inline not in (None, '0', '1'):
+        raise BadRequest('inline must be 0 or 1')
+    if name is None:
+        return None, False
+    return disposition.validate_name(name), inline == '1'
 
 
 def send(
@@ -86,12 +51,11 @@ def send(
     config: Config,
 ) -> None:
     """Answer a GET or HEAD for ``hex_hash`` (already validated)."""
-    head = req.method == 'HEAD'
-    etag = f'"{hex_hash}"'
-    inline = 0 if head or config.verify_reads else INLINE_LIMIT
-    dl = backend.get(hex_hash, inline_limit=inline)
+    name, inline = download_name(req)
+    limit = 0 if req.method == 'HEAD' or config.verify_reads else INLINE_LIMIT
+    dl = backend.get(hex_hash, inline_limit=limit)
     try:
-        _send(req, resp, backend, dl, etag, config, head)
+        _send(req, resp, backend, dl, config, name, inline)
     except BaseException:
         dl.close()
         raise
@@ -102,38 +66,91 @@ def _send(
     resp: falcon.Response,
     backend: Backend,
     dl: Download,
-    etag: str,
     config: Config,
-    head: bool,
+    name: str | None,
+    inline: bool,
 ) -> None:
-    size = dl.info.size
+    info, etag = dl.info, f'"{dl.info.hash}"'
+    conditions = conditional.request_preconditions(req.get_header)
+    status = conditional.evaluate(req.method, conditions, etag, info.mtime)
+    if status == 412:
+        raise conditional.PreconditionFailed(conditions)
+    rng = None
+    range_header = req.get_header('Range') if req.method == 'GET' else None
+    if status is None and conditional.if_range_allows(
+        conditions.get('If-Range'), etag, info.mtime
+    ):
+        rng = parse_range(range_header, info.size)  # 416 before any header is set
+    # NOTE: validators and caching only on 200/206/304, never on an error.
     resp.set_header('ETag', etag)
+    resp.set_header('Last-Modified', conditional.http_date(info.mtime))
     resp.set_header('Cache-Control', CACHE_CONTROL)
-    resp.set_header('Accept-Ranges', 'bytes')
-    if etag_matches(req.get_header('If-None-Match'), etag):
+    if status == 304:
         resp.status = falcon.HTTP_304
         dl.close()
         return
-    resp.content_type = 'application/octet-stream'
-    rng = _requested_range(req, etag, size)
-    start, end = rng if rng else (0, size)
+    resp.content_type = disposition.DEFAULT_TYPE
+    if name:
+        resp.content_type = disposition.content_type(name)
+        resp.set_header(
+            'Content-Disposition', disposition.content_disposition(name, inline=inline)
+        )
+    start, end = rng if rng else (0, info.size)
     if rng:
         resp.status = falcon.HTTP_206
-        resp.set_header('Content-Range', f'bytes {start}-{end - 1}/{size}')
+        resp.set_header('Content-Range', f'bytes {start}-{end - 1}/{info.size}')
     resp.content_length = end - start
-    if head:
+    if req.method == 'HEAD':
         dl.close()
+        resp.set_header('Accept-Ranges', 'bytes')
         return
-    if config.accel_redirect and dl.data is None and not config.verify_reads:
-        dl.close()
-        hex_hash = dl.info.hash
-        resp.set_header(
-            'X-Accel-Redirect',
-            f'{config.accel_redirect.rstrip("/")}/{hex_hash[:2]}/{hex_hash}',
-        )
-        resp.content_length = None
+    if _nginx_may_serve(config, dl, conditions, range_header, rng):
+        _accel(resp, dl, config, ranged=rng is not None)
         return
+    resp.set_header('Accept-Ranges', 'bytes')
     _body(resp, backend, dl, start, end, config)
+
+
+def _nginx_may_serve(
+    config: Config,
+    dl: Download,
+    conditions: dict[str, str],
+    range_header: str | None,
+    rng: tuple[int, int] | None,
+) -> bool:
+    """True when nginx, re-reading the request, answers exactly as the app would.
+
+    nginx re-applies the client's Range and preconditions against its own
+    validators (it has no ETag of ours), so only requests with no precondition
+    and with no Range, or one plain single range the app honoured, go to it.
+    """
+    if not config.accel_redirect or dl.data is not None or config.verify_reads:
+        return False
+    if conditions:
+        return False
+    if range_header is None:
+        return True
+    match = SINGLE.fullmatch(range_header)
+    return (
+        rng is not None
+        and match is not None
+        and all(len(g or '') <= NGINX_MAX_DIGITS for g in match.groups())
+    )
+
+
+def _accel(
+    resp: falcon.Response, dl: Download, config: Config, *, ranged: bool
+) -> None:
+    """Let nginx send the file: it sets Content-Range (re-reading the Range)."""
+    dl.close()
+    if ranged:  # nginx adds Accept-Ranges to its 200s only; ours passes through
+        resp.set_header('Accept-Ranges', 'bytes')
+    hex_hash = dl.info.hash
+    prefix = config.accel_redirect.rstrip('/')
+    resp.set_header('X-Accel-Redirect', f'{prefix}/{hex_hash[:2]}/{hex_hash}')
+    resp.status = falcon.HTTP_200
+    resp.delete_header('Content-Range')
+    resp.content_length = None
 
 
 def _body(
@@ -149,9 +166,9 @@ def _body(
         resp.data = dl.data if whole else dl.data[start:end]
         return
     if config.verify_reads:
-        if dl.file is not None:
-            dl.file.close()
-        resp.stream = VerifyingReader(backend, dl.info.hash, start, end, config)
+        # NOTE: verify the file already open: a delete (or replace) of the
+        # name after this point must not break a download that has begun.
+        resp.stream = VerifyingReader(backend, dl, start, end, config.chunk_bytes)
         return
     if dl.file is not None and whole:
         resp.stream = dl.file  # a real file: gunicorn sends it with sendfile
@@ -180,20 +197,28 @@ def _bounded(f: IO[bytes], length: int, chunk: int) -> Iterator[bytes]:
 class VerifyingReader:
     """Stream an object while re-hashing all of it; cut the transfer on mismatch.
 
-    The last chunk is held back until the digest is checked, so a corrupt object
-    never reaches the client complete: it sees a short, broken transfer.
+    Reads the file the download opened (``dl.file``) when there is one, so the
+    object's name may go away meanwhile; otherwise (S3) opens it once. The last
+    chunk is held back until the digest is checked, so a corrupt object never
+    reaches the client complete: it sees a short, broken transfer.
     """
 
     def __init__(
-        self, backend: Backend, hex_hash: str, start: int, end: int, config: Config
+        self, backend: Backend, dl: Download, start: int, end: int, chunk: int
     ) -> None:
-        self.backend, self.hash = backend, hex_hash
-        self.start, self.end, self.chunk = start, end, config.chunk_bytes
+        self.backend, self.dl, self.hash = backend, dl, dl.info.hash
+        self.start, self.end, self.chunk = start, end, chunk
+
+    def _open(self) -> IO[bytes]:
+        if self.dl.file is not None:
+            self.dl.file.seek(0)
+            return self.dl.file
+        return self.backend.open(self.hash)
 
     def __iter__(self) -> Iterator[bytes]:
         hasher = new_hasher(self.backend.algorithm)
         pos, pending = 0, b''
-        with self.backend.open(self.hash) as f:
+        with self._open() as f:
             while data := f.read(self.chunk):
                 hasher.update(data)
                 lo, hi = max(self.start - pos, 0), min(self.end - pos, len(data))
@@ -211,3 +236,7 @@ class VerifyingReader:
             raise OSError(f'object {self.hash} failed verification')
         if pending:
             yield pending
+
+    def close(self) -> None:
+        """Called by the server when the response ends (even unread)."""
+        self.dl.close()

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import falcon
 
-from . import downloads, landing, uploads
+from . import conditional, downloads, landing, uploads
 from .backends.base import Backend, PutResult
 from .config import Config
 from .digests import hex_length, is_object_name, normalize_hash
@@ -54,6 +54,7 @@ class Store:
         downloads.send(req, resp, self.backend, hex_hash, self.config)
 
     def delete(self, req: falcon.Request, resp: falcon.Response, hex_hash: str) -> None:
+        conditional.check_write('DELETE', req.get_header, self.backend, hex_hash)
         self.backend.delete(hex_hash)
         _answer(req, resp, hex_hash, {'hash': hex_hash, 'deleted': True})
 
@@ -143,7 +144,9 @@ class ObjectResource:
             name = check_name(file_hash, top_level=False)
             self.store.upload(req, resp, name=name)
             return
-        self.store.upload(req, resp, path_hash=self.store.hash_from(file_hash))
+        path_hash = self.store.hash_from(file_hash)
+        conditional.check_write('PUT', req.get_header, self.store.backend, path_hash)
+        self.store.upload(req, resp, path_hash=path_hash)
 
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, file_hash: str
