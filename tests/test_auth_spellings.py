@@ -200,7 +200,7 @@ def targets() -> Iterator[dict[str, Target]]:
     work.chmod(0o755)
     tokens = work / 'tokens'
     tokens.write_text(''.join(f'{t} {s}\n' for s, t in TOKENS.items()))
-    tokens.chmod(0o644)  # nginx -t does not read it; the daemon warns
+    tokens.chmod(0o600)
     started: dict[str, Target] = {}
     try:
         started['public'] = start_target(work, tokens, '--public-read')
