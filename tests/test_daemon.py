@@ -25,6 +25,7 @@ from tests.servers import (
     VENV_BIN,
     Daemon,
     children_of,
+    ctl_env,
     filestorectl,
     free_port,
     pid_alive,
@@ -196,7 +197,8 @@ def test_start_refuses_an_unwritable_store(tmp_path: Path) -> None:
     d.workdir.mkdir()
     result = d.ctl('start')
     assert result.returncode == 1
-    assert f'store {store} is not usable' in result.stderr
+    problem = 'is a file, not a directory' if os.geteuid() == 0 else 'is not writable'
+    assert result.stderr.startswith(f'filestorectl: store {store} {problem}')
 
 
 def test_logfile_has_app_and_access_lines_and_reopens_on_usr1(
@@ -317,3 +319,78 @@ def test_open_address_without_tokens_warns(tmp_path: Path) -> None:
         'anyone who can reach this address can read, write and delete' in result.stderr
     )
     assert result.returncode == 1 and 'cannot listen on 192.0.2.1' in result.stderr
+
+
+def test_restart_with_a_bad_tokens_file_leaves_the_service_running(
+    daemons: list[Daemon], tmp_path: Path
+) -> None:
+    d = start(daemons, tmp_path / 'svc')
+    pid = d.pid()
+    bad = tmp_path / 'tokens'
+    bad.write_text('short read\n')
+    result = d.ctl('restart', '--tokens', str(bad))
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert 'line 1: the token is shorter than 16 characters' in result.stderr
+    assert 'the running service was left alone' in result.stderr
+    assert d.pid() == pid and pid_alive(pid)
+    assert requests.get(d.url + '/healthz', timeout=5).ok
+
+
+def _default_env(runtime: Path) -> dict[str, str]:
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    return ctl_env(XDG_RUNTIME_DIR=str(runtime))
+
+
+def _run_in(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(VENV_BIN / 'filestorectl'), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_quick_start_defaults_are_found_from_another_directory(tmp_path: Path) -> None:
+    """`start` with no --pidfile: ./store, ./wsgi-store.log, and a per-user
+    pidfile that `status` and `stop` find from any directory."""
+    env = _default_env(tmp_path / 'run')
+    here, elsewhere = tmp_path / 'clone', tmp_path / 'elsewhere'
+    here.mkdir()
+    elsewhere.mkdir()
+    port = str(free_port())
+    pidfile = tmp_path / 'run' / 'wsgi-store' / f'{port}.pid'
+    started = _run_in(here, env, 'start', '--port', port)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert (here / 'store').is_dir() and (here / 'wsgi-store.log').is_file()
+        assert pidfile.is_file() and not (here / 'wsgi-store.pid').exists()
+        status = _run_in(elsewhere, env, 'status', '--port', port)
+        assert status.returncode == 0 and status.stdout.startswith('running, pid ')
+        stopped = _run_in(elsewhere, env, 'stop', '--port', port)
+        assert stopped.returncode == 0 and 'stopped (pid' in stopped.stdout
+        assert not pidfile.exists()
+    finally:
+        text = pidfile.read_text().strip() if pidfile.exists() else ''
+        if text.isdigit() and pid_alive(int(text)):
+            os.kill(int(text), signal.SIGKILL)
+
+
+def test_status_and_stop_say_when_the_port_answers_without_a_pidfile(
+    daemons: list[Daemon], tmp_path: Path
+) -> None:
+    d = start(daemons, tmp_path / 'svc')
+    other = str(tmp_path / 'other.pid')
+    port = str(d.port)
+    expected = (
+        f'filestorectl: no running service recorded in {other}, but '
+        f'http://127.0.0.1:{port}/healthz answers: it was started with another '
+        '--pidfile (or by another user or systemd); give that --pidfile\n'
+    )
+    status = filestorectl('status', '--pidfile', other, '--port', port)
+    assert status.returncode == 4 and status.stderr == expected
+    stop = filestorectl('stop', '--pidfile', other, '--port', port)
+    assert stop.returncode == 1 and stop.stderr == expected
+    assert pid_alive(d.pid() or 0)

@@ -143,3 +143,59 @@ def test_shipped_unit_is_the_generated_one() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert shipped.read_text() == result.stdout
+
+
+def test_default_unit_lists_its_store_in_read_write_paths() -> None:
+    result = filestorectl('systemd-unit', '--exec', FILESTORECTL)
+    assert result.returncode == 0 and result.stderr == ''
+    assert 'ReadWritePaths=/var/lib/wsgi-store\n' in result.stdout
+    assert '--store /var/lib/wsgi-store' in result.stdout
+
+
+def test_unit_warns_about_stores_the_sandbox_hides(tmp_path: Path) -> None:
+    store = tmp_path / 'store'  # under /tmp: PrivateTmp=yes hides it
+    result = filestorectl('systemd-unit', '--store', str(store), '--exec', FILESTORECTL)
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        f'filestorectl: warning: the store {store} does not exist: create it before '
+        'starting',
+        f'filestorectl: warning: the store {store} is under /tmp, which the unit '
+        'hides from the service (PrivateTmp=yes): use a directory such as '
+        '/var/lib/wsgi-store or /srv',
+    ]
+    home = filestorectl(
+        'systemd-unit', '--store', '/home/alice/store', '--exec', FILESTORECTL
+    )
+    assert (
+        'is under /home, which the unit hides from the service (ProtectHome=yes)'
+        in (home.stderr)
+    )
+    assert f'ReadWritePaths={store}\n' in result.stdout  # stdout is the unit only
+
+
+def test_unit_and_site_write_absolute_paths(tmp_path: Path) -> None:
+    (tmp_path / 'store').mkdir()
+    env = ctl_env()
+    unit = subprocess.run(
+        [FILESTORECTL, 'systemd-unit', '--store', 'store', '--tokens', 'tokens',
+         '--exec', 'venv/bin/filestorectl'],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert unit.returncode == 0, unit.stderr
+    exec_start = next(x for x in unit.stdout.splitlines() if x.startswith('ExecStart='))
+    words = shlex.split(exec_start.removeprefix('ExecStart='))
+    assert words[0] == str(tmp_path / 'venv/bin/filestorectl')
+    assert words[words.index('--store') + 1] == str(tmp_path / 'store')
+    assert words[words.index('--tokens') + 1] == str(tmp_path / 'tokens')
+    site = subprocess.run(
+        [FILESTORECTL, 'nginx-config', '--store', 'missing', '--accel-redirect',
+         '/_store', '--access-log', 'logs/access.log'],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert site.returncode == 0
+    assert f'access_log {tmp_path}/logs/access.log ' in site.stdout
+    assert f'alias "{tmp_path}/missing/";' in site.stdout
+    assert site.stderr == (
+        f'filestorectl: warning: the store {tmp_path}/missing does not exist: '
+        'create it before starting\n'
+    )

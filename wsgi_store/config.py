@@ -25,6 +25,29 @@ class ConfigError(ValueError):
     """A setting has a value that cannot be used."""
 
 
+class FieldError(ConfigError):
+    """One field's value cannot be used; ``problem`` says why, without a name.
+
+    The message names the field; ``Config.from_env`` renames it to the
+    environment variable and the CLI to the flag the user typed.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f'{field}: {problem}')
+        self.field, self.problem = field, problem
+
+
+def parse_count(value: str) -> int:
+    """Parse a whole number that is not a byte count (a port, a worker count)."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigError(f'not a whole number: {value!r}') from None
+    if number < 0:
+        raise ConfigError(f'cannot be negative: {value!r}')
+    return number
+
+
 def parse_bool(value: str) -> bool:
     """Parse a boolean setting (1/0, true/false, yes/no, on/off)."""
     lowered = value.strip().lower()
@@ -132,7 +155,13 @@ class Config:
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw is not None:
                 values[field.name] = _coerce(field.name, raw)
-        return cls(**values).resolved()  # type: ignore[arg-type]
+        try:
+            return cls(**values).resolved()  # type: ignore[arg-type]
+        except FieldError as exc:
+            if exc.field not in values:
+                raise
+            name = ENV_PREFIX + exc.field.upper()
+            raise ConfigError(f'{name}: {exc.problem}') from None
 
     def replace(self, **changes: object) -> Config:
         """Return a copy with ``changes`` applied (``None`` values are ignored)."""
@@ -150,13 +179,18 @@ class Config:
             if isinstance(value, Path) and not value.is_absolute():
                 changes[field.name] = Path(os.path.abspath(value))
         if self.backend not in ('fs', 's3'):
-            raise ConfigError(f'backend must be "fs" or "s3", not {self.backend!r}')
+            raise FieldError('backend', f'must be "fs" or "s3", not {self.backend!r}')
         if self.chunk_bytes < 1:
-            raise ConfigError('chunk_bytes must be at least 1')
+            raise FieldError('chunk_bytes', 'must be at least 1')
         if self.log_format not in ('text', 'json'):
-            raise ConfigError('log_format must be "text" or "json"')
+            raise FieldError('log_format', 'must be "text" or "json"')
         if self.accel_redirect and not self.accel_redirect.startswith('/'):
-            raise ConfigError('accel_redirect must be a location path starting with /')
+            raise FieldError('accel_redirect', 'must be a location path: /NAME')
+        if not 1 <= self.port <= 65535:
+            raise FieldError('port', f'must be a TCP port, 1-65535, not {self.port}')
+        for name in ('workers', 'threads'):
+            if getattr(self, name) < 1:
+                raise FieldError(name, 'must be at least 1')
         return dataclasses.replace(self, **changes) if changes else self  # type: ignore[arg-type]
 
 
@@ -171,7 +205,7 @@ def _coerce(name: str, raw: str) -> object:
         if kind is bool:
             return parse_bool(raw)
         if kind is int:
-            return parse_size(raw)
+            return parse_size(raw) if name.endswith('_bytes') else parse_count(raw)
         if kind is float:
             return float(raw)
         if kind in (Path, Path | None):

@@ -23,13 +23,21 @@ from pathlib import Path
 from .config import Config
 from .pidfile import alive, children, kill_all, probe
 from .pidfile import wait_gone as _wait_gone
-from .preflight import ServiceError, check_service, health_url, healthy, log_tail
+from .preflight import (
+    ServiceError,
+    check_service,
+    health_url,
+    healthy,
+    log_tail,
+    validate,
+)
 
 START_TIMEOUT = 30.0
 LOG_NAME = 'wsgi-store.log'
 EXIT_NOT_RUNNING = 3  # LSB: status of a service that is not running
 EXIT_DEAD_WITH_PIDFILE = 1
 EXIT_RELOAD_NOT_RUNNING = 7  # LSB: "program is not running" for other actions
+EXIT_STATUS_UNKNOWN = 4  # LSB: status unknown (the port answers, no pidfile says so)
 
 
 def _say(message: str) -> None:
@@ -152,6 +160,8 @@ def stop(config: Config, timeout: float | None = None) -> int:
         if state.exists:
             path.unlink(missing_ok=True)
             _say(f'not running (removed the stale pidfile {path}, pid {state.pid})')
+        elif _answers_without_pidfile(config):
+            return 1
         else:
             _say(f'not running (no pidfile {path})')
         return 0
@@ -185,7 +195,16 @@ def _terminate(pid: int, timeout: float) -> bool:
 def restart(
     config: Config, settings_file: Path | None = None, timeout: float = START_TIMEOUT
 ) -> int:
-    """``stop`` then ``start`` with the given settings."""
+    """Check everything ``start`` would, then ``stop``, then ``start``.
+
+    A mistake in the new settings (a bad tokens file, an unusable store)
+    leaves the running service alone.
+    """
+    try:
+        validate(config)
+    except ServiceError as exc:
+        _err(f'{exc}; the running service was left alone')
+        return 1
     code = stop(config)
     return code if code else start(config, settings_file, timeout)
 
@@ -194,6 +213,8 @@ def reload(config: Config) -> int:
     """SIGHUP: gunicorn re-reads its settings and replaces workers gracefully."""
     state = probe(config.pidfile)
     if not state.running or state.pid is None:
+        if _answers_without_pidfile(config):
+            return 1
         _err(f'not running (pidfile {config.pidfile})')
         return EXIT_RELOAD_NOT_RUNNING
     os.kill(state.pid, signal.SIGHUP)
@@ -211,6 +232,8 @@ def status(config: Config) -> int:
     if state.exists:
         _say(f'dead: pidfile {config.pidfile} names pid {state.pid}, not running')
         return EXIT_DEAD_WITH_PIDFILE
+    if _answers_without_pidfile(config):
+        return EXIT_STATUS_UNKNOWN
     _say('not running')
     return EXIT_NOT_RUNNING
 
@@ -221,5 +244,20 @@ def get_pid(config: Config) -> int:
     if state.running and state.pid is not None:
         _say(str(state.pid))
         return 0
+    if _answers_without_pidfile(config):
+        return EXIT_STATUS_UNKNOWN
     _err('not running')
     return EXIT_NOT_RUNNING
+
+
+def _answers_without_pidfile(config: Config) -> bool:
+    """Say so when no pidfile names a running service but the port answers."""
+    url = health_url(config)
+    if not healthy(url):
+        return False
+    _err(
+        f'no running service recorded in {config.pidfile}, but {url} answers: '
+        'it was started with another --pidfile (or by another user or systemd); '
+        'give that --pidfile'
+    )
+    return True

@@ -19,6 +19,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _BUSY = (errno.EAGAIN, errno.EACCES)
+DIR_NAME = 'wsgi-store'
+
+
+def default_pidfile(port: int, environ: dict[str, str] | None = None) -> Path:
+    """Where ``filestorectl`` keeps the pidfile when none is given.
+
+    One place per user and port, whatever the current directory:
+    ``$XDG_RUNTIME_DIR/wsgi-store/PORT.pid`` when that directory exists (a
+    systemd login session), else ``$XDG_STATE_HOME/wsgi-store/PORT.pid``
+    (``~/.local/state/wsgi-store/PORT.pid``). So ``stop`` and ``status``
+    find the service started from any other directory.
+    """
+    env = os.environ if environ is None else environ
+    runtime = env.get('XDG_RUNTIME_DIR', '')
+    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
+        base = Path(runtime)
+    elif env.get('XDG_STATE_HOME', '').startswith('/'):
+        base = Path(env['XDG_STATE_HOME'])
+    else:
+        home = env.get('HOME') or os.path.expanduser('~')
+        base = Path(home if home.startswith('/') else f'/tmp/{os.geteuid()}')
+        base = base / '.local' / 'state'
+    return base / DIR_NAME / f'{port}.pid'
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create ``directory`` (and its parents) with mode 0700 when missing."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 class AlreadyLocked(Exception):

@@ -8,7 +8,9 @@ here first: the pidfile, the store, the port, the log file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import pwd
 import socket
 import tempfile
 import urllib.error
@@ -16,6 +18,7 @@ import urllib.request
 from collections import deque
 from pathlib import Path
 
+from .backends.fs import META_NAME
 from .config import Config, ConfigError
 from .errors import StoreError
 from .pidfile import probe
@@ -26,9 +29,28 @@ class ServiceError(Exception):
 
 
 def check_service(config: Config, pidfile: Path | None) -> list[str]:
-    """Run every check; return warnings, raise :class:`ServiceError` on errors."""
+    """Run every check, then create the store and the log file.
+
+    Nothing is created before every check has passed: a refused start leaves
+    no ``./store`` behind (the busy port is checked first).
+
+    Returns:
+        Warnings to print.
+
+    Raises:
+        ServiceError: the service cannot start; the message says why.
+    """
     warnings = check_pidfile(pidfile) if pidfile is not None else []
-    check_store(config)
+    check_port(config)
+    validate(config)
+    create_store(config)
+    if config.logfile is not None:
+        check_logfile(config.logfile)
+    return warnings
+
+
+def validate(config: Config) -> None:
+    """The checks that change nothing (``restart`` runs them before stopping)."""
     if config.tokens_file is not None:
         from .auth import check_tokens_file
 
@@ -36,10 +58,9 @@ def check_service(config: Config, pidfile: Path | None) -> list[str]:
             check_tokens_file(config)
         except (ValueError, OSError) as exc:  # TokensFileError is a ValueError
             raise ServiceError(str(exc)) from None
-    check_port(config)
+    check_store_path(config)
     if config.logfile is not None:
-        check_logfile(config.logfile)
-    return warnings
+        _check_dir(config.logfile.parent, 'log file')
 
 
 def check_pidfile(path: Path) -> list[str]:
@@ -54,18 +75,74 @@ def check_pidfile(path: Path) -> list[str]:
     return []
 
 
-def check_store(config: Config) -> None:
-    """The filesystem store opens with these settings and is writable."""
+def check_store_path(config: Config) -> None:
+    """Say what is wrong with the store directory, without creating anything."""
     if config.backend != 'fs':
         return  # S3 is reached only after fork (trap 6); /readyz reports it
+    store = config.store_dir
+    if store.exists() and not store.is_dir():
+        raise ServiceError(
+            f'store {store} is a file, not a directory: give --store a directory '
+            '(a missing one is created)'
+        )
+    if store.is_dir():
+        if os.statvfs(store).f_flag & os.ST_RDONLY:
+            raise ServiceError(f'store {store} is on a read-only filesystem')
+        if not os.access(store, os.W_OK | os.X_OK):
+            raise ServiceError(f'store {store} is not writable by {_whoami()}')
+        if (store / META_NAME).is_file():
+            _open_store(config)  # an existing store: algorithm and layout match?
+        return
+    parent = store.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ServiceError(
+            f'cannot create the store {store}: {parent} is not a writable '
+            f'directory for {_whoami()}'
+        )
+
+
+def create_store(config: Config) -> None:
+    """Open (creating when missing) the filesystem store and write a temp file."""
+    if config.backend != 'fs':
+        return
+    _open_store(config)
+    try:
+        with tempfile.TemporaryFile(dir=config.store_dir):
+            pass
+    except OSError as exc:
+        raise ServiceError(_store_os_error(config.store_dir, exc)) from None
+
+
+def _open_store(config: Config) -> None:
     from .backends import make_backend
 
     try:
         make_backend(config).close()
-        with tempfile.TemporaryFile(dir=config.store_dir):
-            pass
-    except (OSError, StoreError, ConfigError, ValueError) as exc:
+    except StoreError as exc:
+        raise ServiceError(exc.detail) from None  # it names the store
+    except OSError as exc:
+        raise ServiceError(_store_os_error(config.store_dir, exc)) from None
+    except (ConfigError, ValueError) as exc:
         raise ServiceError(f'store {config.store_dir} is not usable: {exc}') from None
+
+
+def _store_os_error(store: Path, exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f'store {store} is not writable by {_whoami()}'
+    if exc.errno == errno.EROFS:
+        return f'store {store} is on a read-only filesystem'
+    if exc.errno == errno.ENOSPC:
+        return f'store {store}: no space left on its filesystem'
+    return f'store {store} is not usable: {exc.strerror or exc}'
+
+
+def _whoami() -> str:
+    try:
+        return f'user {pwd.getpwuid(os.geteuid()).pw_name}'
+    except KeyError:
+        return f'uid {os.geteuid()}'
 
 
 def check_port(config: Config) -> None:
@@ -76,7 +153,7 @@ def check_port(config: Config) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((config.host, config.port))
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:
             raise ServiceError(
                 f'cannot listen on {config.host}:{config.port}: {exc.strerror or exc}'
             ) from None

@@ -69,15 +69,13 @@ def default_exec_path() -> str:
 
 
 def writable_paths(config: Config, pidfile: bool = False) -> list[Path]:
-    """Directories the service writes that systemd does not create itself.
+    """Directories the service writes (the unit's ``ReadWritePaths=``).
 
-    The store, the log file's directory, the metrics directory and (for
-    ``run --pidfile``) the pidfile's; paths under the unit's StateDirectory
-    and RuntimeDirectory are writable anyway.
+    The store (always), the log file's directory, the metrics directory and
+    (for ``run --pidfile``) the pidfile's; other paths under the unit's
+    StateDirectory and RuntimeDirectory are writable anyway.
     """
     paths: list[Path] = []
-    if config.backend == 'fs':
-        paths.append(config.store_dir)
     if config.logfile is not None:
         paths.append(config.logfile.parent)
     if config.metrics_dir is not None:
@@ -86,7 +84,10 @@ def writable_paths(config: Config, pidfile: bool = False) -> list[Path]:
         paths.append(config.pidfile.parent)
     managed = (STATE_DIR, RUNTIME_DIR)
     own = [p for p in paths if not any(p.is_relative_to(m) for m in managed)]
-    return list(dict.fromkeys(own))
+    # The store is always listed, even as the StateDirectory: the unit then
+    # says in one line where the service may write its objects.
+    store = [config.store_dir] if config.backend == 'fs' else []
+    return list(dict.fromkeys([*store, *own]))
 
 
 def unit_text(
@@ -136,6 +137,8 @@ def install(text: str, path: Path, config: Config, user: str) -> list[str]:
         f'--shell /usr/sbin/nologin {user}'
     ]
     for directory in writable_paths(config):
+        if directory.is_relative_to(STATE_DIR):
+            continue  # StateDirectory=: systemd creates it for the user
         steps.append(f'install -d -o {user} -g {user} -m 0750 {directory}')
     steps += [
         'systemctl daemon-reload',
