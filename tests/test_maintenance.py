@@ -325,3 +325,52 @@ def test_bug_iter_hashes_yields_only_object_names(fs) -> None:
     (fs.root / '00' / ('Z' * 64)).write_bytes(b'not hex')
     (fs.root / 'ee' / ('EE' + 'A' * 62)).write_bytes(b'upper case')
     assert list(fs.iter_hashes()) == sorted(sha256(d) for d in GOOD)
+
+
+@pytest.mark.parametrize('when', ['before the inode check', 'during the rename'])
+def test_repair_never_quarantines_an_object_replaced_after_hashing(
+    config, fs, monkeypatch, when
+) -> None:
+    """A corrupt object is hashed; then a client deletes it and uploads the right
+    bytes again. ``verify --repair`` acts on the inode it hashed: the good
+    object stays in place and nothing is quarantined."""
+    from wsgi_store import verify as verify_module
+
+    good = GOOD[1]
+    name, path = sha256(good), object_path(fs, good)
+    path.write_bytes(b'bit rot')
+    replaced: list[bool] = []
+
+    def reupload() -> None:
+        if not replaced:
+            replaced.append(True)
+            client = FilesystemBackend(config.store_dir)  # another process's view
+            client.delete(name)
+            assert client.put(io.BytesIO(good)).created is True
+
+    if when == 'before the inode check':
+        real_hash = verify_module.hash_stream
+
+        def hash_then_replace(f, algorithm, chunk=1 << 20):
+            result = real_hash(f, algorithm, chunk)
+            if result[0] == sha256(b'bit rot'):  # just hashed the corrupt one
+                reupload()
+            return result
+
+        monkeypatch.setattr(verify_module, 'hash_stream', hash_then_replace)
+    else:
+        real_rename = os.rename
+
+        def rename(src, dst, *args, **kwargs):
+            if os.fspath(src) == str(path):
+                reupload()
+            return real_rename(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, 'rename', rename)
+    out = io.StringIO()
+    report = maintenance.verify_backend(fs, repair=True, out=out)
+    assert replaced and report.corrupt == [name]
+    assert report.quarantined == []
+    assert path.read_bytes() == good
+    assert not fs.quarantine_dir.exists() or not any(fs.quarantine_dir.iterdir())
+    assert 'left in place' in out.getvalue()

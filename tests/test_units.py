@@ -147,22 +147,29 @@ def test_store_layout_created_up_front(tmp_path: Path) -> None:
 
 def test_group_commit_covers_concurrent_callers(tmp_path: Path, monkeypatch) -> None:
     """Many threads syncing at once share flushes, and each returns only after a
-    flush that started after its call."""
-    calls: list[str] = []
+    flush of its directory that began after its call."""
+    events: list[tuple[str, str]] = []  # appends are atomic under the GIL
     gate = threading.Event()
     real = dirsync.fsync_dir
 
     def slow_fsync(path: str) -> None:
-        calls.append(path)
+        events.append(('begin', str(path)))
         gate.wait(5)
         real(path)
+        events.append(('end', str(path)))
 
     monkeypatch.setattr(dirsync, 'fsync_dir', slow_fsync)
     syncer = dirsync.DirSyncer()
     dirs = [tmp_path / f'd{i % 3}' for i in range(12)]
     for d in dirs:
         d.mkdir(exist_ok=True)
-    threads = [threading.Thread(target=syncer.sync, args=(d,)) for d in dirs]
+
+    def caller(i: int) -> None:
+        events.append(('call', str(i)))
+        syncer.sync(dirs[i])
+        events.append(('return', str(i)))
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(dirs))]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 10
@@ -172,8 +179,19 @@ def test_group_commit_covers_concurrent_callers(tmp_path: Path, monkeypatch) -> 
     for t in threads:
         t.join(10)
     assert not any(t.is_alive() for t in threads)
-    assert set(calls) == {str(d) for d in dirs}
-    assert len(calls) <= 1 + 3  # the first flush, then one shared flush of 3 dirs
+    for i, d in enumerate(dirs):
+        called = events.index(('call', str(i)))
+        returned = events.index(('return', str(i)))
+        covering = [
+            at
+            for at, event in enumerate(events)
+            if event == ('begin', str(d))
+            and at > called
+            and events.index(('end', str(d)), at) < returned
+        ]
+        assert covering, f'caller {i} returned without a flush begun after its call'
+    flushes = [e for e in events if e[0] == 'begin']
+    assert len(flushes) <= 1 + 3  # the first flush, then one shared flush of 3 dirs
 
 
 def test_gunicorn_uses_sendfile_and_no_access_log_of_its_own(tmp_path: Path) -> None:
