@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests import s3env
+from tests.servers import ctl_env, filestorectl
 from wsgi_store.backends.base import Backend
 from wsgi_store.backends.fs import FilesystemBackend
 from wsgi_store.backends.s3 import S3Backend
+from wsgi_store.config import Config
 from wsgi_store.errors import StoreMismatch
-from wsgi_store.migrate import MigrateSummary, migrate
+from wsgi_store.migrate import MigrateError, MigrateSummary, migrate, open_source
 
-pytestmark = pytest.mark.s3
+s3mark = pytest.mark.s3
 
 MiB = 1 << 20
 BODIES = [b'', b'a', os.urandom(1000), os.urandom(MiB), os.urandom(6 * MiB)]
@@ -56,6 +58,7 @@ def assert_same(source: Backend, target: Backend) -> None:
         assert read(target, hex_hash) == read(source, hex_hash)
 
 
+@s3mark
 @pytest.mark.parametrize('direction', ['fs-to-s3', 's3-to-fs'])
 def test_migrate_and_rerun(
     fs: FilesystemBackend, s3: S3Backend, direction: str
@@ -72,6 +75,7 @@ def test_migrate_and_rerun(
     assert (again.copied, again.skipped, again.failed) == (0, 5, 0)
 
 
+@s3mark
 def test_corrupt_fs_object_is_reported_not_copied(
     fs: FilesystemBackend, s3: S3Backend
 ) -> None:
@@ -86,6 +90,7 @@ def test_corrupt_fs_object_is_reported_not_copied(
     assert len(s3env.list_keys(s3.prefix)) == 5  # 4 objects + metadata
 
 
+@s3mark
 def test_corrupt_s3_object_is_reported_not_copied(
     fs: FilesystemBackend, s3: S3Backend
 ) -> None:
@@ -99,6 +104,7 @@ def test_corrupt_s3_object_is_reported_not_copied(
     assert list((fs.root / 'tmp').iterdir()) == []
 
 
+@s3mark
 def test_progress_bar_and_summary(
     fs: FilesystemBackend, s3: S3Backend, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -108,9 +114,142 @@ def test_progress_bar_and_summary(
     assert '5obj' in capsys.readouterr().err.replace(' ', '')
 
 
+@s3mark
 def test_algorithms_must_match(tmp_path: Path, s3: S3Backend) -> None:
     other = FilesystemBackend(tmp_path / 'md5', 'md5')
     other.put(io.BytesIO(b'x'))
     with pytest.raises(StoreMismatch):
         migrate(other, s3, progress=False)
     assert hashlib.sha256(b'x').hexdigest() not in list(s3.iter_hashes())
+
+
+# -- the source is never written, a missing source is an error (issue 11 #10) ----
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` with its size and mtime: a write shows here."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob('*'))
+    }
+
+
+def one_line_error(result) -> str:
+    assert 'Traceback' not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith('filestorectl: '), lines
+    return lines[0]
+
+
+def test_cli_migrate_from_a_typo_is_exit_2_and_creates_nothing(tmp_path: Path) -> None:
+    typo, target = tmp_path / 'TYPO', tmp_path / 'target'
+    result = filestorectl('migrate', '--from', f'fs:{typo}', '--to', f'fs:{target}')
+    assert result.returncode == 2, result
+    assert str(typo) in one_line_error(result)
+    assert not typo.exists() and not target.exists()
+
+
+def test_cli_migrate_from_a_directory_without_a_store_is_exit_2(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'notes.txt').write_text('not a store')
+    before = tree(empty)
+    result = filestorectl('migrate', '--from', str(empty), '--to', str(tmp_path / 't'))
+    assert result.returncode == 2, result
+    assert str(empty) in one_line_error(result)
+    assert tree(empty) == before  # no wsgi-store.json, no shard directories
+
+
+def test_cli_migrate_from_another_algorithm_is_one_line_no_traceback(
+    tmp_path: Path,
+) -> None:
+    source = FilesystemBackend(tmp_path / 'md5', 'md5', fsync=False)
+    source.put(io.BytesIO(b'x'))
+    before = tree(source.root)
+    result = filestorectl(
+        'migrate', '--from', f'fs:{source.root}', '--to', f'fs:{tmp_path / "t"}'
+    )
+    assert result.returncode in (1, 2), result
+    assert 'md5' in one_line_error(result)
+    assert tree(source.root) == before
+
+
+def test_cli_migrate_into_another_algorithm_is_one_line_no_traceback(
+    tmp_path: Path,
+) -> None:
+    source = FilesystemBackend(tmp_path / 'src', 'md5', fsync=False)
+    source.put(io.BytesIO(b'x'))
+    FilesystemBackend(tmp_path / 'sha', 'sha256', fsync=False)
+    result = filestorectl(
+        'migrate',
+        '--hash',
+        'md5',
+        '--from',
+        f'fs:{source.root}',
+        '--to',
+        f'fs:{tmp_path / "sha"}',
+    )
+    assert result.returncode in (1, 2), result
+    assert 'sha256' in one_line_error(result)
+
+
+def test_cli_migrate_never_writes_into_its_fs_source(tmp_path: Path) -> None:
+    source = FilesystemBackend(tmp_path / 'src', 'sha256', fsync=False)
+    hashes = fill(source)
+    before = tree(source.root)
+    target = tmp_path / 'dst'
+    result = filestorectl('migrate', '--from', f'fs:{source.root}', '--to', str(target))
+    assert result.returncode == 0, result
+    assert '5 copied, 0 skipped, 0 failed' in result.stdout
+    assert tree(source.root) == before
+    assert list(FilesystemBackend(target, fsync=False).iter_hashes()) == hashes
+
+
+def test_open_source_refuses_a_missing_store_without_creating_it(
+    tmp_path: Path,
+) -> None:
+    typo = tmp_path / 'TYPO'
+    with pytest.raises(MigrateError, match='does not exist'):
+        open_source(Config(store_dir=typo))
+    assert not typo.exists()
+    typo.mkdir()
+    with pytest.raises(MigrateError, match='holds no wsgi-store store'):
+        open_source(Config(store_dir=typo))
+    assert list(typo.iterdir()) == []
+
+
+@s3mark
+def test_open_source_never_writes_metadata_into_an_s3_prefix(prefix: str) -> None:
+    s3env.client().put_object(
+        Bucket=s3env.bucket(), Key=f'{prefix}/stray.txt', Body=b'not a store'
+    )
+    before = s3env.list_keys(prefix)
+    with pytest.raises(MigrateError, match='holds no wsgi-store store'):
+        open_source(s3env.s3_config(prefix))
+    assert s3env.list_keys(prefix) == before
+
+
+@s3mark
+@pytest.mark.xfail(
+    strict=True,
+    reason='cli.py (not this module) must open the source with migrate.open_source',
+)
+def test_cli_migrate_from_s3_without_metadata_is_exit_2_and_writes_nothing(
+    prefix: str, tmp_path: Path
+) -> None:
+    s3env.client().put_object(
+        Bucket=s3env.bucket(), Key=f'{prefix}/stray.txt', Body=b'not a store'
+    )
+    before = s3env.list_keys(prefix)
+    env = ctl_env(
+        WSGI_STORE_S3_ENDPOINT_URL=os.environ['S3_ENDPOINT_URL'],
+        WSGI_STORE_S3_REGION=os.environ.get('AWS_DEFAULT_REGION', 'us-east-1'),
+    )
+    source = f's3://{s3env.bucket()}/{prefix}'
+    target = tmp_path / 'dst'
+    result = filestorectl('migrate', '--from', source, '--to', str(target), env=env)
+    assert result.returncode == 2, result
+    assert 'holds no wsgi-store store' in one_line_error(result)
+    assert s3env.list_keys(prefix) == before  # no wsgi-store.json written
+    assert not target.exists()

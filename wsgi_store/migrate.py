@@ -9,13 +9,113 @@ skipped, so an interrupted migration is finished by running it again.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from .backends.base import Backend
+from .backends.fs import META_NAME
+from .config import Config, ConfigError
 from .errors import BackendUnavailable, StoreError, StoreMismatch
 
 logger = logging.getLogger(__name__)
+
+
+class MigrateError(ConfigError):
+    """A migration cannot start; the message is one line naming the store.
+
+    A :class:`ConfigError`, so ``filestorectl`` prints it as one line and exits 2.
+    """
+
+
+def open_source(config: Config, what: str = '--from') -> Backend:
+    """Open the store to copy from, refusing anything that is not one.
+
+    Nothing is written into the source: a directory or S3 prefix without a
+    ``wsgi-store.json`` is refused (no empty store is created at a typo, no
+    metadata is written into a foreign bucket), and so is a store made with
+    another algorithm than ``config.hash``. Only then is the backend built; with
+    the metadata present and matching, building it writes nothing.
+
+    Raises:
+        MigrateError: no store there, unreadable metadata, another algorithm.
+        BackendUnavailable: S3 could not be asked.
+    """
+    meta = read_meta(config, what)
+    algorithm = meta.get('algorithm')
+    if algorithm != config.hash:
+        raise MigrateError(
+            f'{what}: that store uses {algorithm}, not {config.hash}; both stores '
+            f'must use one algorithm (pass --hash {algorithm} and a target made '
+            'with it)'
+        )
+    from .backends import make_backend
+
+    return make_backend(config)
+
+
+def open_target(config: Config, what: str = '--to') -> Backend:
+    """Open (or create) the store to copy into; a mismatch is one line."""
+    from .backends import make_backend
+
+    try:
+        return make_backend(config)
+    except StoreMismatch as exc:
+        raise MigrateError(f'{what}: {exc.detail}') from None
+
+
+def read_meta(config: Config, what: str = '--from') -> dict[str, Any]:
+    """The store's metadata document, read without writing anything."""
+    where = _where(config)
+    if config.backend == 's3':
+        meta = _s3_meta(config)
+    else:
+        path = config.store_dir / META_NAME
+        if not config.store_dir.is_dir():
+            raise MigrateError(f'{what}: {where} does not exist')
+        try:
+            meta = json.loads(path.read_text('utf-8'))
+        except FileNotFoundError:
+            meta = None
+        except (OSError, ValueError) as exc:
+            raise MigrateError(f'{what}: cannot read {path}: {exc}') from None
+    if meta is None:
+        raise MigrateError(f'{what}: {where} holds no wsgi-store store')
+    if not isinstance(meta, dict):
+        raise MigrateError(f'{what}: {where}: {META_NAME} is not a store document')
+    return meta
+
+
+def _where(config: Config) -> str:
+    if config.backend == 's3':
+        return f's3://{config.s3_bucket}/{config.s3_prefix.strip("/")}'
+    return str(config.store_dir)
+
+
+def _s3_meta(config: Config) -> dict[str, Any] | None:
+    from .backends.s3 import S3Backend
+
+    # NOTE: check=False: S3Backend.from_config() writes the metadata into an
+    # empty prefix, which a migration source must never get.
+    probe = S3Backend(
+        config.s3_bucket,
+        prefix=config.s3_prefix,
+        algorithm=config.hash,
+        endpoint_url=config.s3_endpoint_url,
+        region=config.s3_region,
+        addressing_style=config.s3_addressing_style,
+        connect_timeout=config.s3_connect_timeout,
+        read_timeout=config.s3_read_timeout,
+        max_attempts=config.s3_max_attempts,
+        check=False,
+    )
+    try:
+        return probe._read_meta()
+    except StoreMismatch as exc:
+        raise MigrateError(f'{_where(config)}: {exc.detail}') from None
+    finally:
+        probe.close()
 
 
 @dataclass
