@@ -71,6 +71,16 @@ ROUTE_NEEDS: dict[str, dict[str, Need]] = {
     '/readyz': {'GET': OPEN, 'HEAD': OPEN},
     '/metrics': {'GET': METRICS, 'HEAD': METRICS},
     '/openapi.json': {'GET': READ, 'HEAD': READ},
+    '/{name}': {'PUT': WRITE},  # curl -T FILE http://host/ (named.py)
+    # Resumable uploads (tus): all write, HEAD of an upload too (its offset and
+    # metadata are the uploader's); OPTIONS is answered before auth (discovery).
+    '/uploads': {'POST': WRITE, 'OPTIONS': OPEN},
+    '/uploads/{upload_id}': {
+        'HEAD': WRITE,
+        'PATCH': WRITE,
+        'DELETE': WRITE,
+        'OPTIONS': OPEN,
+    },
 }
 _BY_METHOD = {'GET': READ, 'HEAD': READ, 'DELETE': DELETE}
 
