@@ -125,7 +125,7 @@ def test_repair_quarantines_same_misnamed_name_twice(config, fs, capsys) -> None
 def test_quarantine_twice_in_one_second_keeps_both(fs, monkeypatch) -> None:
     """Regression: quarantine once named copies ``<hash>.<seconds>``, so a second
     corrupt copy quarantined within the same second replaced the first."""
-    import wsgi_store.backends.fs as fs_module
+    import wsgi_store.backends.fsquarantine as fs_module
 
     real_gmtime = time.gmtime
     monkeypatch.setattr(fs_module.time, 'time', lambda: 1_700_000_000.0)

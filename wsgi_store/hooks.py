@@ -28,7 +28,8 @@ METRICS_DIR_PREFIX = 'wsgi-store-metrics-'
 
 
 def on_starting(config: Config, server: object) -> None:
-    """In the master, before any worker forks: sweep temp uploads, set up metrics."""
+    """In the master, before any worker forks: sweep dead temp uploads (never a
+    live one of another instance on the same store), set up metrics."""
     _load_tokens(config, starting=True)  # a missing/empty/broken file: no start
     sweep_on_start(config)
     if config.metrics:

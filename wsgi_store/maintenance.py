@@ -39,7 +39,11 @@ SHARD_COUNT = 256  # objects live under the first two hex digits of their hash
 
 
 def sweep_on_start(config: Config) -> int:
-    """Remove every temp upload left by a previous run (call before workers fork)."""
+    """Remove every temp upload no live writer holds (in gunicorn's master).
+
+    Safe beside a running instance on the same store: its in-flight uploads are
+    locked (see :mod:`wsgi_store.backends.fstemp`) and skipped.
+    """
     if config.backend != 'fs':
         return 0  # S3 temp keys may belong to other nodes: gc removes old ones
     backend = make_backend(config)
@@ -83,9 +87,9 @@ def gc(config: Config, older_than: float | None = None) -> int:
 
     Args:
         config: the store.
-        older_than: the age in seconds (``config.temp_max_age`` when None).
-            NOTE: 0 removes every temporary upload, including those in flight:
-            use it only while the service is stopped.
+        older_than: the age in seconds (``config.temp_max_age`` when None);
+            0 means any age. Uploads in flight are never removed (their
+            writer holds a lock on the temp file), whatever their age.
 
     Returns:
         0 on success, 1 when the store could not be cleaned.

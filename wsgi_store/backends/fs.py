@@ -15,27 +15,26 @@ own flush, or that flush may have failed.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, NoReturn
 
 from ..digests import copy_stream, hex_length, is_object_name
-from ..errors import InsufficientStorage, NotFound, StoreMismatch
+from ..errors import InsufficientStorage, NotFound
 from . import fstemp
 from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
 from .dirsync import DirSyncer
+from .fslayout import LAYOUT_VERSION, META_NAME, SHARDS, init_layout
 from .fsquarantine import quarantine_if_same, quarantine_target
 from .writeback import WritebackWriter
 
+# LAYOUT_VERSION, META_NAME and SHARDS are re-exported for older imports.
+__all__ = ['LAYOUT_VERSION', 'META_NAME', 'SHARDS', 'FilesystemBackend']
+
 logger = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1
-META_NAME = 'wsgi-store.json'
-SHARDS = [f'{i:02x}' for i in range(256)]
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -67,7 +66,7 @@ class FilesystemBackend(Backend):
         self._tmp_prefix = f'{self.tmp}/'
         self.quarantine_dir = self.root / 'quarantine'
         self._syncer = dir_syncer or DirSyncer()
-        self._init_store()
+        init_layout(self.root, self.algorithm)
 
     @classmethod
     def from_config(cls, config: object) -> FilesystemBackend:
@@ -82,41 +81,6 @@ class FilesystemBackend(Backend):
             min_free_bytes=config.readyz_min_free_bytes,
             min_free_inodes=config.readyz_min_free_inodes,
         )
-
-    # -- layout ------------------------------------------------------------
-    def _init_store(self) -> None:
-        meta_path = self.root / META_NAME
-        self.root.mkdir(parents=True, exist_ok=True)
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-            if meta.get('algorithm') != self.algorithm:
-                raise StoreMismatch(
-                    f'the store at {self.root} uses {meta.get("algorithm")}, not '
-                    f'{self.algorithm}; start with --hash {meta.get("algorithm")} '
-                    'or use another store directory'
-                )
-            if meta.get('layout') != LAYOUT_VERSION:
-                raise StoreMismatch(
-                    f'the store at {self.root} has layout '
-                    f'{meta.get("layout")}, this version reads {LAYOUT_VERSION}'
-                )
-        for name in [*SHARDS, 'tmp']:
-            (self.root / name).mkdir(mode=0o750, exist_ok=True)
-        if not meta_path.exists():
-            doc = {
-                'algorithm': self.algorithm,
-                'layout': LAYOUT_VERSION,
-                'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-            }
-            tmp = fstemp.create_locked(self._tmp_prefix, '.meta')
-            try:
-                os.write(tmp.fd, (json.dumps(doc, indent=1) + '\n').encode())
-                os.link(tmp.path, meta_path)  # first writer wins, never overwritten
-            except FileExistsError:
-                pass
-            finally:
-                tmp.remove()
-            self._init_store()  # re-check what won the race
 
     def path_for(self, hex_hash: str) -> str:
         """Where an object lives. ``hex_hash`` must already be validated.
