@@ -228,3 +228,29 @@ def test_bin_filestorectl_uses_the_clones_venv() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('usage: filestorectl status')
+
+
+def test_unknown_hash_is_a_usage_error_naming_the_flag_or_variable(
+    tmp_path: Path,
+) -> None:
+    line = one_line_error(ctl('stats', '--hash', 'foo', cwd=tmp_path), 2)
+    assert line.startswith("filestorectl: --hash: unknown hash algorithm 'foo' (use ")
+    result = ctl('start', '--port', str(free_port()), cwd=tmp_path, WSGI_STORE_HASH='x')
+    assert one_line_error(result, 2).startswith(
+        "filestorectl: WSGI_STORE_HASH: unknown hash algorithm 'x'"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_config_file_and_negative_age_are_usage_errors(tmp_path: Path) -> None:
+    missing = tmp_path / 'gunicorn.conf.py'
+    result = ctl(
+        'start', '--config', str(missing), '--port', str(free_port()), cwd=tmp_path
+    )
+    assert (
+        one_line_error(result, 2) == f'filestorectl: --config {missing}: no such file'
+    )
+    assert list(tmp_path.iterdir()) == []
+    result = ctl('gc', '--older-than', '-5', cwd=tmp_path)
+    line = one_line_error(result, 2)
+    assert line == 'filestorectl: --older-than: must not be negative, not -5'

@@ -130,6 +130,7 @@ def _defaults(args: argparse.Namespace, config: Config) -> Config:
 def dispatch(args: argparse.Namespace, config: Config) -> int:
     """Run the subcommand; modules are imported only when needed."""
     command = args.command
+    check_arguments(args, config)
     if command not in (*CONTROL_COMMANDS, 'migrate', 'nginx-config'):
         check_backend(args, config)  # nginx's site needs no bucket
     if command in SERVICE_COMMANDS:
@@ -154,6 +155,26 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
     if command == 'gc':
         return maintenance.gc(config, older_than=args.older_than)
     return maintenance.stats(config, as_json=args.json)
+
+
+def check_arguments(args: argparse.Namespace, config: Config) -> None:
+    """Values argparse cannot check alone: the hash, --config, --older-than."""
+    if args.command not in CONTROL_COMMANDS:
+        from .digests import available_algorithms
+
+        known = available_algorithms()
+        if config.hash not in known:
+            given = '--hash' if args.hash is not None else f'{ENV_PREFIX}HASH'
+            raise UsageError(
+                f'{given}: unknown hash algorithm {config.hash!r} '
+                f'(use one of {", ".join(known)})'
+            )
+    settings = getattr(args, 'settings_file', None)
+    if settings is not None and not settings.is_file():
+        raise UsageError(f'--config {settings}: no such file')
+    older_than = getattr(args, 'older_than', None)
+    if older_than is not None and older_than < 0:
+        raise UsageError(f'--older-than: must not be negative, not {older_than:g}')
 
 
 def check_backend(args: argparse.Namespace, config: Config, what: str = '') -> None:
