@@ -23,11 +23,19 @@ from .ranges import SINGLE, parse_range
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['CACHE_CONTROL', 'VerifyingReader', 'parse_range', 'send']
+__all__ = ['CACHE_CONTROL', 'VerifyingReader', 'cache_control', 'parse_range', 'send']
 
 INLINE_LIMIT = 64 * 1024  # below this, returning bytes beats sendfile's setup
 CACHE_CONTROL = 'public, max-age=31536000, immutable'
+# Reads that need a token: a shared cache must never hand them to others.
+PRIVATE_CACHE_CONTROL = 'private, max-age=31536000, immutable'
 NGINX_MAX_DIGITS = 15  # nginx refuses (416) range numbers near 2**63
+
+
+def cache_control(config: Config) -> str:
+    """``public`` when anyone may read, ``private`` when reads need a token."""
+    public = config.tokens_file is None or config.public_read
+    return CACHE_CONTROL if public else PRIVATE_CACHE_CONTROL
 
 
 def download_name(req: falcon.Request) -> tuple[str | None, bool]:
@@ -84,7 +92,7 @@ def _send(
     # NOTE: validators and caching only on 200/206/304, never on an error.
     resp.set_header('ETag', etag)
     resp.set_header('Last-Modified', conditional.http_date(info.mtime))
-    resp.set_header('Cache-Control', CACHE_CONTROL)
+    resp.set_header('Cache-Control', cache_control(config))
     if status == 304:
         resp.status = falcon.HTTP_304
         dl.close()
