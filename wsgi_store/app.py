@@ -20,6 +20,8 @@ from .resources import (
     SeedResource,
     Store,
 )
+from .tus import TusMiddleware
+from .tus import add_routes as add_tus_routes
 
 
 def create_app(
@@ -39,6 +41,7 @@ def create_app(
     metrics = Metrics.from_config(config) if config.metrics else None
     if metrics is not None:
         middleware.append(MetricsMiddleware(metrics))
+    middleware.append(TusMiddleware(config))  # tus OPTIONS, version, headers
     middleware.append(MethodGuard())  # 405 (OPTIONS too) before auth
     if config.tokens_file is not None:
         from .auth import TokenAuth  # bearer tokens (issue 7)
@@ -57,6 +60,7 @@ def create_app(
     if metrics is not None:
         app.add_route('/metrics', MetricsResource(metrics))
     app.add_route('/openapi.json', OpenAPIResource(store.hex_length))
+    add_tus_routes(app, backend, config)  # resumable uploads (issue 16)
     app.add_route('/{name}', NamedResource(store))  # curl -T FILE http://host/
     errors.register(app)
     return app

@@ -107,6 +107,7 @@ class Config:
     max_upload_bytes: int = 0  # 0 = unlimited
     chunk_bytes: int = MiB
     temp_max_age: int = 3600  # seconds; gc removes older temp files
+    upload_expiry: int = 86400  # seconds a resumable upload lives after its last byte
     verify_reads: bool = False
     # -- S3 backend ----------------------------------------------------------
     s3_endpoint_url: str = ''

@@ -1,0 +1,65 @@
+"""The one place for tus protocol headers: discovery, the version check, the
+``Tus-Resumable`` on answers.
+
+:class:`TusMiddleware` sits before the method guard and authentication, keyed by
+the resource that will serve the request (never by path):
+
+- ``OPTIONS`` on a tus route is answered here (204, ``Tus-Version``,
+  ``Tus-Extension``, ``Tus-Max-Size``, ``Tus-Checksum-Algorithm``), without a
+  token: it only describes the server.
+- any other method needs ``Tus-Resumable: 1.0.0`` (else 412, ``Tus-Version``).
+- every answer from a tus route but ``OPTIONS`` carries ``Tus-Resumable``,
+  errors included.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from ..config import Config
+from . import headers as h
+from .resource import UploadResource, UploadsResource
+
+TUS_RESOURCES = (UploadsResource, UploadResource)
+
+
+class TusMiddleware:
+    """Falcon middleware for the tus routes (see the module docstring)."""
+
+    def __init__(self, config: Config) -> None:
+        self.max_size = config.max_upload_bytes
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict
+    ) -> None:
+        if not isinstance(resource, TUS_RESOURCES):
+            return
+        if req.method == 'OPTIONS':
+            self.discovery(resp)
+            resp.complete = True
+            return
+        h.check_version(req.get_header('Tus-Resumable'))
+
+    def discovery(self, resp: falcon.Response) -> None:
+        resp.status = falcon.HTTP_204
+        resp.set_header('Tus-Version', h.TUS_VERSION)
+        resp.set_header('Tus-Extension', ','.join(h.EXTENSIONS))
+        resp.set_header('Tus-Checksum-Algorithm', ','.join(h.CHECKSUM_ALGORITHMS))
+        if self.max_size:
+            resp.set_header('Tus-Max-Size', str(self.max_size))
+
+    def process_response(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        resource: object,
+        req_succeeded: bool,
+    ) -> None:
+        if not isinstance(resource, TUS_RESOURCES) or req.method == 'OPTIONS':
+            return
+        resp.set_header('Tus-Resumable', h.TUS_VERSION)
+        status = str(resp.status)
+        if status.startswith('412'):
+            resp.set_header('Tus-Version', h.TUS_VERSION)
+        elif status.startswith('460'):
+            resp.status = '460 Checksum Mismatch'

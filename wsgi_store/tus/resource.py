@@ -1,0 +1,245 @@
+"""Falcon resources for tus 1.0.0: ``/uploads`` and ``/uploads/{upload_id}``.
+
+Thin responders: parse the headers (:mod:`.headers`), act on the upload state
+(:mod:`.sessions`, :mod:`.transfer`, :mod:`.complete`), set the answer. The
+headers every tus answer carries, ``OPTIONS`` and the version check are in
+:class:`~wsgi_store.tus.protocol.TusMiddleware`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from urllib.parse import quote
+
+import falcon
+
+from ..backends.base import Backend
+from ..config import Config
+from ..digests import hex_length, normalize_hash, parse_digest_header
+from ..errors import BadRequest, TooLarge
+from ..uploads import body_reader
+from . import headers as h
+from .complete import concatenate, finish, needed_algorithms
+from .sessions import DATA, UploadInfo, UploadStore
+from .transfer import append
+
+
+class Tus:
+    """What both resources share: the backend, the settings, the upload state."""
+
+    def __init__(self, backend: Backend, config: Config) -> None:
+        self.backend = backend
+        self.config = config
+        self.uploads = UploadStore(
+            os.path.join(config.store_dir, 'uploads'),
+            config.upload_expiry,
+            fsync=config.fsync,
+        )
+
+    def owner(self, req: falcon.Request) -> str:
+        """The creating token's fingerprint ('' when the store has no tokens)."""
+        if self.config.tokens_file is None:
+            return ''
+        scheme, _, token = (req.get_header('Authorization') or '').partition(' ')
+        if scheme.lower() != 'bearer' or not token.strip():
+            return ''
+        return hashlib.sha256(token.strip().encode()).hexdigest()
+
+    def check_size(self, length: int) -> None:
+        limit = self.config.max_upload_bytes
+        if limit and length > limit:
+            raise TooLarge(
+                f'Upload-Length {length} exceeds the limit of {limit} bytes',
+                limit=limit,
+            )
+
+    def expectations(self, req: falcon.Request, meta: dict) -> dict[str, str]:
+        """Hashes announced at creation: metadata ``file_hash``, ``Repr-Digest``."""
+        found: dict[str, str] = {}
+        given = h.metadata_text(meta, 'file_hash')
+        if given is not None:
+            algorithm = self.backend.algorithm
+            found[algorithm] = normalize_hash(given, hex_length(algorithm))
+        value = req.get_header('Repr-Digest')
+        for exp in parse_digest_header(value, 'Repr-Digest') if value else []:
+            if found.get(exp.algorithm, exp.digest.hex()) != exp.digest.hex():
+                raise BadRequest(f'two different {exp.algorithm} hashes announced')
+            found[exp.algorithm] = exp.digest.hex()
+        return found
+
+    # -- answers -----------------------------------------------------------------
+    def patch(
+        self, req: falcon.Request, resp: falcon.Response, info: UploadInfo, offset: int
+    ) -> None:
+        """Append the request body at ``offset`` and answer with the new offset."""
+        checksum = h.parse_checksum(req.get_header('Upload-Checksum'))
+        new_length = h.parse_count(req.get_header('Upload-Length'), 'Upload-Length')
+        with self.uploads.locked(info.id) as writer:
+            info = self.uploads.load(info.id, info.owner)  # fresh, under the lock
+            if writer.offset != offset:
+                resp.set_header('Upload-Offset', str(writer.offset))
+                raise h.Conflict(
+                    f'Upload-Offset is {offset} but the upload is at {writer.offset}'
+                )
+            if new_length is not None and info.length is None:
+                self._set_length(info, new_length, offset)
+            limit = None if info.length is None else info.length - offset
+            algorithms = needed_algorithms(info, self.backend) if offset == 0 else []
+            digests = append(
+                writer,
+                body_reader(req, self.config),
+                limit=limit,
+                checksum=checksum,
+                algorithms=algorithms,
+                chunk_bytes=self.config.chunk_bytes,
+            )
+            resp.set_header('Upload-Offset', str(writer.offset))
+            if info.length is not None and writer.offset == info.length:
+                finish(self.uploads, self.backend, info, writer, digests or None)
+        self.describe(resp, info, head=False)
+
+    def _set_length(self, info: UploadInfo, length: int, offset: int) -> None:
+        self.check_size(length)
+        if length < offset:
+            raise BadRequest(f'Upload-Length {length} is below the offset {offset}')
+        info.length = length
+        self.uploads.save(info)
+
+    def describe(self, resp: falcon.Response, info: UploadInfo, head: bool) -> None:
+        """Length, metadata, expiry and (once stored) where the object is."""
+        if head:
+            resp.set_header('Upload-Offset', str(self.uploads.offset(info.id)))
+            if info.length is None:
+                resp.set_header('Upload-Defer-Length', '1')
+            if info.metadata:
+                resp.set_header('Upload-Metadata', h.format_metadata(info.metadata))
+            if info.concat == 'partial':
+                resp.set_header('Upload-Concat', 'partial')
+            elif info.concat == 'final':
+                urls = ' '.join(f'/uploads/{p}' for p in info.parts)
+                resp.set_header('Upload-Concat', f'final;{urls}')
+        if info.length is not None:
+            resp.set_header('Upload-Length', str(info.length))
+        if info.result is None:
+            expires = self.uploads.expires(info.id)
+            resp.set_header('Upload-Expires', h.http_date(expires))
+            return
+        location = f'/files/{info.result["hash"]}'
+        name = h.metadata_text(info.metadata, 'filename')
+        if name:
+            location += '?filename=' + quote(name, safe='')
+        resp.set_header('Content-Location', location)
+        resp.set_header(h.HASH_HEADER, info.result['hash'])
+
+
+class UploadsResource:
+    """``/uploads``: ``POST`` creates an upload (tus creation, concatenation)."""
+
+    def __init__(self, tus: Tus) -> None:
+        self.tus = tus
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        tus = self.tus
+        meta = h.parse_metadata(req.get_header('Upload-Metadata'))
+        concat = h.parse_concat(req.get_header('Upload-Concat'))
+        info = UploadInfo(
+            id=secrets.token_urlsafe(24),  # 192 random bits
+            owner=tus.owner(req),
+            length=self._length(req, final=concat is not None and concat[0] == 'final'),
+            metadata=meta,
+            concat=concat[0] if concat else None,
+            expect=tus.expectations(req, meta),
+            created=time.time(),
+        )
+        if info.concat == 'final':
+            self._final(req, resp, info, concat[1] if concat else [])
+            return
+        tus.uploads.create(info)
+        resp.status = falcon.HTTP_201
+        resp.location = f'/uploads/{info.id}'
+        if (req.content_type or '').split(';')[0].strip() == h.OFFSET_TYPE:
+            tus.patch(req, resp, info, 0)  # creation-with-upload
+        else:
+            tus.describe(resp, info, head=False)
+
+    def _length(self, req: falcon.Request, final: bool) -> int | None:
+        length = h.parse_count(req.get_header('Upload-Length'), 'Upload-Length')
+        defer = req.get_header('Upload-Defer-Length')
+        if final:
+            if length is not None or defer is not None:
+                raise BadRequest('a final upload (Upload-Concat) takes no length')
+            return None
+        if defer is not None and (defer.strip() != '1' or length is not None):
+            raise BadRequest('send Upload-Length, or Upload-Defer-Length: 1 alone')
+        if length is None and defer is None:
+            raise BadRequest('Upload-Length (or Upload-Defer-Length: 1) is required')
+        if length is not None:
+            self.tus.check_size(length)
+        return length
+
+    def _final(
+        self, req: falcon.Request, resp: falcon.Response, info: UploadInfo, urls: list
+    ) -> None:
+        """Concatenate complete partial uploads into a new (complete) upload."""
+        uploads = self.tus.uploads
+        info.parts = [h.upload_id_from(url) for url in urls]
+        total = 0
+        for part_id in info.parts:
+            part = uploads.load_live(part_id, info.owner)
+            if part.concat != 'partial':
+                raise BadRequest(f'/uploads/{part_id} is not a partial upload')
+            if part.length is None or uploads.offset(part_id) != part.length:
+                raise BadRequest(f'the partial upload /uploads/{part_id} is unfinished')
+            total += part.length
+        self.tus.check_size(total)
+        info.length = total
+        uploads.create(info)
+        with uploads.locked(info.id) as writer:
+            concatenate([uploads.path(p, DATA) for p in info.parts], writer)
+            finish(uploads, self.tus.backend, info, writer)
+        for part_id in info.parts:
+            uploads.remove(part_id, wait=0)  # tus allows it; saves their space
+        resp.status = falcon.HTTP_201
+        resp.location = f'/uploads/{info.id}'
+        resp.set_header('Upload-Offset', str(total))
+        self.tus.describe(resp, info, head=False)
+
+
+class UploadResource:
+    """``/uploads/{upload_id}``: ``HEAD`` (offset), ``PATCH`` (bytes), ``DELETE``."""
+
+    def __init__(self, tus: Tus) -> None:
+        self.tus = tus
+
+    def on_head(
+        self, req: falcon.Request, resp: falcon.Response, upload_id: str
+    ) -> None:
+        info = self.tus.uploads.load_live(upload_id, self.tus.owner(req))
+        resp.cache_control = ['no-store']
+        self.tus.describe(resp, info, head=True)
+
+    def on_patch(
+        self, req: falcon.Request, resp: falcon.Response, upload_id: str
+    ) -> None:
+        content_type = (req.content_type or '').split(';')[0].strip().lower()
+        if content_type != h.OFFSET_TYPE:
+            raise h.UnsupportedType(f'PATCH needs Content-Type: {h.OFFSET_TYPE}')
+        offset = h.parse_count(req.get_header('Upload-Offset'), 'Upload-Offset')
+        if offset is None:
+            raise BadRequest('PATCH needs an Upload-Offset header')
+        info = self.tus.uploads.load_live(upload_id, self.tus.owner(req))
+        if info.concat == 'final':
+            raise h.ForbiddenPatch('a final (concatenated) upload cannot be patched')
+        self.tus.patch(req, resp, info, offset)
+        resp.status = falcon.HTTP_204
+
+    def on_delete(
+        self, req: falcon.Request, resp: falcon.Response, upload_id: str
+    ) -> None:
+        info = self.tus.uploads.load(upload_id, self.tus.owner(req))
+        if not self.tus.uploads.remove(info.id):
+            raise h.Locked('another request is writing to this upload')
+        resp.status = falcon.HTTP_204
