@@ -24,7 +24,7 @@ from .backends import Backend
 from .backends.fs import SHARDS, FilesystemBackend
 from .config import human_bytes
 from .digests import hex_length, is_object_name, new_hasher
-from .errors import NotFound
+from .errors import NotFound, StoreError
 
 Say = Callable[[str], None]
 
@@ -124,24 +124,36 @@ def _verify_one(
             actual, size = hash_stream(f, backend.algorithm)
             report.checked += 1
             report.bytes += size
-            if actual == name:
-                return
-            report.corrupt.append(name)
-            say(f'CORRUPT {name}: its bytes hash to {actual}')
-            if repair:
-                # NOTE: acts on the file just hashed (still open), never on a
-                # good copy a client uploaded under the name meanwhile.
-                where = backend.quarantine_checked(name, f)
-                if where is None:
-                    say('  replaced by a new upload meanwhile: left in place')
-                else:
-                    report.quarantined.append(where)
-                    say(f'  moved to {where}')
+            if actual != name:
+                report.corrupt.append(name)
+                say(f'CORRUPT {name}: its bytes hash to {actual}')
+                if repair:
+                    _quarantine_checked(backend, name, f, report, say)
     except NotFound:
         report.vanished += 1
     except OSError as exc:
         report.unreadable.append(name)
         say(f'UNREADABLE {name}: {exc} (left in place)')
+
+
+def _quarantine_checked(
+    backend: Backend, name: str, f: IO[bytes], report: VerifyReport, say: Say
+) -> None:
+    """Quarantine the file just hashed (still open as ``f``), never a good copy
+    a client uploaded under the name meanwhile."""
+    try:
+        where = backend.quarantine_checked(name, f)
+    except OSError as exc:
+        raise QuarantineError(f'cannot quarantine {name}: {exc}') from exc
+    if where is None:
+        say('  replaced by a new upload meanwhile: left in place')
+    else:
+        report.quarantined.append(where)
+        say(f'  moved to {where}')
+
+
+class QuarantineError(StoreError):
+    """Moving a corrupt object aside failed (not a read error of the object)."""
 
 
 def _quarantine(backend: Backend, name: str, report: VerifyReport, say: Say) -> None:

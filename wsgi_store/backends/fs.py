@@ -52,7 +52,6 @@ class FilesystemBackend(Backend):
         chunk_bytes: int = 1 << 20,
         min_free_bytes: int = 0,
         min_free_inodes: int = 0,
-        dir_syncer: DirSyncer | None = None,
     ) -> None:
         self.root = Path(root).absolute()
         self.algorithm = algorithm
@@ -65,7 +64,7 @@ class FilesystemBackend(Backend):
         self._prefix = f'{self.root}/'
         self._tmp_prefix = f'{self.tmp}/'
         self.quarantine_dir = self.root / 'quarantine'
-        self._syncer = dir_syncer or DirSyncer()
+        self._syncer = DirSyncer()
         init_layout(self.root, self.algorithm)
 
     @classmethod
