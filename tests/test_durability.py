@@ -140,3 +140,88 @@ def test_same_size_corruption_is_left_to_verify(tmp_path: Path) -> None:
     assert backend.put(io.BytesIO(DATA)).created is False
     report = verify_backend(backend, out=io.StringIO())
     assert report.corrupt == [H]
+
+
+# -- the same order on real gunicorn, across workers ---------------------------------
+FLUSH_GATE_HOOK = """
+import os
+import time
+
+GATE = os.environ.get('H2_TEST_FLUSH_GATE')
+if GATE:
+    from wsgi_store.backends import dirsync
+
+    _real = dirsync.fsync_dir
+
+    def fsync_dir(path):
+        # Held while the gate file exists (bounded): an injected slow flush.
+        deadline = time.monotonic() + 60
+        while os.path.exists(GATE) and time.monotonic() < deadline:
+            open(GATE + '.entered', 'a').close()
+            time.sleep(0.02)
+        _real(path)
+
+    dirsync.fsync_dir = fsync_dir
+"""
+
+
+def test_repeat_upload_on_gunicorn_waits_for_the_first_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers; the first upload is held inside its shard directory flush
+    (after its rename). A second upload of the same bytes, whichever worker or
+    thread gets it, is not answered until that flush could finish."""
+    import requests
+
+    from tests.servers import start_gunicorn, wait_until
+
+    hooks = tmp_path / 'hooks'
+    hooks.mkdir()
+    (hooks / 'sitecustomize.py').write_text(FLUSH_GATE_HOOK)
+    gate = tmp_path / 'flush-gate'
+    monkeypatch.setenv('H2_TEST_FLUSH_GATE', str(gate))
+    paths = [str(hooks), os.environ.get('PYTHONPATH', '')]
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(p for p in paths if p))
+    store = tmp_path / 'store'
+    server = start_gunicorn(tmp_path, store, workers=2)
+    try:
+        body = os.urandom(64 * 1024)
+        digest = hashlib.sha256(body).hexdigest()
+        gate.touch()
+        answers: dict[str, requests.Response] = {}
+
+        def upload(name: str) -> None:
+            answers[name] = requests.post(
+                f'{server.url}/files',
+                data=body,
+                headers={'Accept': 'application/json'},
+                timeout=90,
+            )
+
+        first = threading.Thread(target=upload, args=('first',))
+        first.start()
+        wait_until(
+            lambda: (
+                (store / digest[:2] / digest).exists()
+                and Path(f'{gate}.entered').exists()
+            ),
+            30,
+            'the first upload never reached its directory flush',
+        )
+        second = threading.Thread(target=upload, args=('second',))
+        second.start()
+        second.join(2)
+        answered_early = not second.is_alive()
+        gate.unlink()
+        first.join(60)
+        second.join(60)
+        assert not answered_early, (
+            'created:false answered before the object was durable'
+        )
+        assert answers['first'].status_code == 200
+        assert answers['first'].json()['created'] is True
+        assert answers['second'].status_code == 200
+        assert answers['second'].json()['created'] is False
+    finally:
+        gate.unlink(missing_ok=True)
+        server.stop()
