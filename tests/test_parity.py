@@ -68,6 +68,9 @@ ROWS: list[tuple[str, str, str, dict[str, str], int]] = [
     ('if-match-weak', 'GET', '/files/{big}', {'If-Match': 'W/{etag}'}, 412),
     ('if-match-missing', 'GET', f'/files/{MISSING}', {'If-Match': '*'}, 404),
     ('if-match-head', 'HEAD', '/?file_hash={big}', {'If-Match': '"0000"'}, 412),
+    # an empty field slips past nginx's map: its own 412 gives the app's body
+    ('if-match-empty', 'GET', '/files/{big}', {'If-Match': ''}, 412),
+    ('range-empty-field', 'GET', '/files/{big}', {'Range': ''}, 200),
     # If-None-Match (weak comparison)
     ('inm-own', 'GET', '/files/{big}', {'If-None-Match': '{etag}'}, 304),
     ('inm-own-query', 'GET', '/?file_hash={big}', {'If-None-Match': '{etag}'}, 304),

@@ -82,7 +82,7 @@ def _send(
     conditions = conditional.request_preconditions(req.get_header)
     status = conditional.evaluate(req.method, conditions, etag, info.mtime)
     if status == 412:
-        raise conditional.PreconditionFailed(conditions)
+        raise conditional.PreconditionFailed()
     rng = None
     range_header = req.get_header('Range') if req.method == 'GET' else None
     if status is None and conditional.if_range_allows(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 
+from .conditional import PRECONDITION_DETAIL
 from .config import Config
 from .digests import hex_length
 from .errors import PROBLEM_JSON, TYPE_BASE
@@ -161,10 +162,9 @@ _PUBLIC = """
         return 404 '{not_found}\\n';
     }}
 
-    # Anything nginx would decide itself (its 412/416 logic has no ETag of
-    # ours): the app answers the original request instead.
-    location @wsgi_store_app {{
-        proxy_pass http://{name}$request_uri;
+    location @wsgi_store_412 {{
+        default_type {problem};
+        return 412 '{precondition_failed}\\n';
     }}
 """
 
@@ -179,7 +179,9 @@ _STATIC = """\
         add_header ETag '"$wsgi_store_hash"';
         add_header Cache-Control '{cache}';
         error_page 404 = @not_found;
-        error_page 412 416 = @wsgi_store_app;"""
+        # nginx tests an *empty* If-Match / If-Unmodified-Since itself (the
+        # map cannot tell it from none) and refuses: the app's 412 document.
+        error_page 412 @wsgi_store_412;"""
 
 _ERRORS = """
     location @bad_gateway {{
@@ -261,6 +263,9 @@ def site_config(
             static=_STATIC.format(cache=CACHE_CONTROL),
             problem=PROBLEM_JSON,
             not_found=_problem(404, 'not-found', 'Not Found', NOT_FOUND_DETAIL),
+            precondition_failed=_problem(
+                412, 'precondition-failed', 'Precondition Failed', PRECONDITION_DETAIL
+            ),
         )
     return text + '}\n'
 
