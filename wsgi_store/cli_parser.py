@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument('--wait', type=float, help='seconds to wait before SIGKILL')
     for name, text in (
         ('reload', 'SIGHUP: re-read settings, replace workers gracefully'),
-        ('status', 'LSB status: 0 running, 1 dead with pidfile, 3 stopped'),
+        ('status', 'LSB: 0 running, 1 dead with pidfile, 3 stopped, 4 unknown'),
         ('get_pid', 'print the pid of the running service'),
     ):
         sub.add_parser(name, parents=[control], help=text)
