@@ -88,6 +88,8 @@ def test_put_name_location_is_percent_encoded(
         '/tab%09name',
         '/' + 'n' * 256,
         '/files/..',
+        '/%252e%252e%252fcanary',  # double-encoded: refused, never a name
+        '/files/%252e%252e',
     ],
 )
 def test_put_bad_or_reserved_name_is_400_and_stores_nothing(

@@ -7,7 +7,8 @@ answer is the one ``POST /`` gives, with
 
 NAME rules: one path segment (the router never gives a ``/``), 1 to
 :data:`MAX_NAME_BYTES` bytes of UTF-8, not ``.`` or ``..``, no control
-characters or backslash, and not a reserved route name (compared without
+characters, backslash or percent-escape left after decoding (``%252e``
+arrives as ``%2e``), and not a reserved route name (compared without
 case: ``PUT /FILES`` is not a file called FILES). Reserved names that have a
 route (``/files``, ``/healthz`` ...) never reach this resource; the others
 (``/metrics`` when metrics are off, ``/uploads``) are refused here.
@@ -36,6 +37,7 @@ RESERVED = frozenset(
     }
 )
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f\\/]')
+_ESCAPE = re.compile(r'%[0-9A-Fa-f]{2}')
 
 
 def check_name(name: str, *, top_level: bool = True) -> str:
@@ -46,6 +48,9 @@ def check_name(name: str, *, top_level: bool = True) -> str:
         raise BadRequest(f'a file name is at most {MAX_NAME_BYTES} bytes')
     if _FORBIDDEN.search(name):
         raise BadRequest('a file name has no control characters, "/" or "\\"')
+    if _ESCAPE.search(name):
+        # Encoded twice (%252e): a proxy that decodes again would see another path.
+        raise BadRequest('a file name has no percent-escapes once decoded')
     if top_level and name.lower() in RESERVED:
         raise BadRequest(
             f'/{name} is a reserved path, not a file name; upload it with '
