@@ -20,6 +20,7 @@ from .backends import Backend, make_backend
 from .backends.fs import META_NAME, FilesystemBackend
 from .config import Config, human_bytes
 from .errors import NotFound, StoreError
+from .tus.upkeep import count_uploads, sweep_expired
 from .verify import VerifyReport, hash_object, verify_backend
 
 __all__ = [
@@ -103,12 +104,14 @@ def gc(config: Config, older_than: float | None = None) -> int:
         return 1
     try:
         removed = backend.sweep_temp(age)
+        expired = sweep_expired(config)  # resumable uploads past Upload-Expires
     except (StoreError, OSError) as exc:
         print(f'error: gc failed: {exc}', file=sys.stderr)
         return 1
     finally:
         backend.close()
     print(f'removed {removed} temporary upload(s) older than {age:g} s')
+    print(f'removed {expired} expired resumable upload(s)')
     return 0
 
 
@@ -128,6 +131,8 @@ class StoreStats:
     free_inodes: int | None = None  # None: not tracked by the filesystem
     temp_files: int = 0
     quarantined: int | None = None
+    resumable_uploads: int = 0  # live tus uploads (fs)
+    resumable_expired: int = 0  # expired, removed by the next gc
 
 
 def collect_stats(backend: Backend) -> StoreStats:
@@ -166,6 +171,9 @@ def stats(config: Config, as_json: bool = False) -> int:
         return 1
     try:
         result = collect_stats(backend)
+        uploads = count_uploads(config)
+        result.resumable_uploads = uploads.live
+        result.resumable_expired = uploads.expired
     except (StoreError, OSError) as exc:
         print(f'error: stats failed: {exc}', file=sys.stderr)
         return 1
@@ -197,6 +205,7 @@ def format_stats(s: StoreStats) -> str:
         ('free inodes', opt(s.free_inodes, str(s.free_inodes))),
         ('temp files', str(s.temp_files)),
         ('quarantined', opt(s.quarantined, str(s.quarantined))),
+        ('resumable', f'{s.resumable_uploads} live, {s.resumable_expired} expired'),
     ]
     return '\n'.join(f'{name:<12} {value}' for name, value in rows)
 
