@@ -237,3 +237,12 @@ def test_browser_with_file_hash_still_downloads(app: webtest.TestApp) -> None:
     app.post('/', DATA)
     resp = app.get(f'/?file_hash={H}', headers={'Accept': BROWSER})
     assert resp.body == DATA
+
+
+def test_allow_order_is_one_fixed_order_including_patch() -> None:
+    from wsgi_store.methods import order_allow
+
+    assert order_allow(['DELETE', 'OPTIONS', 'PATCH', 'get', 'HEAD']) == (
+        'GET, HEAD, PATCH, DELETE'
+    )
+    assert order_allow(['POST', ' PUT', ' GET']) == 'GET, POST, PUT'

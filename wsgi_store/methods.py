@@ -16,7 +16,7 @@ import falcon
 from .errors import NotFound
 
 # The one order every Allow header uses.
-ALLOW_ORDER = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS')
+ALLOW_ORDER = ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS')
 UPLOAD_HINT = (
     'to upload, use POST / or POST /files, or PUT /NAME or PUT /files/NAME '
     '(curl -T FILE URL/)'
