@@ -130,3 +130,53 @@ def test_sweep_in_another_instance_skips_a_staged_upload(tmp_path: Path) -> None
     assert writer.temp_names() != []
     result = writer.commit(staged)
     assert writer.exists(result.hash) and writer.temp_names() == []
+
+
+def test_writer_takes_a_new_name_if_swept_before_it_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweeper may remove a temp file between the writer's open and its lock:
+    the writer then must not write into the unlinked file."""
+    from wsgi_store.backends import fstemp
+
+    real_flock = fstemp.fcntl.flock
+    swept: list[str] = []
+
+    def flock(fd: int, op: int) -> None:
+        if not swept:  # a sweeper won the race for the first file
+            path = os.readlink(f'/proc/self/fd/{fd}')
+            swept.append(path)
+            assert fstemp.remove_if_unlocked(path)
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fstemp.fcntl, 'flock', flock)
+    temp = fstemp.create_locked(f'{tmp_path}/')
+    try:
+        assert swept and temp.path != swept[0]
+        assert os.path.samestat(os.stat(temp.path), os.fstat(temp.fd))
+    finally:
+        temp.remove()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweeper_never_removes_a_file_renamed_after_it_opened_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temp name was committed (renamed into a shard) and a new file took
+    the name between the sweeper's open and its unlink: neither is removed."""
+    from wsgi_store.backends import fstemp
+
+    path = tmp_path / '1.1.part'
+    path.write_bytes(b'committed')
+    committed = tmp_path / 'object'
+    real_flock = fstemp.fcntl.flock
+
+    def flock(fd: int, op: int) -> None:
+        os.rename(path, committed)
+        path.write_bytes(b'a new upload')
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fstemp.fcntl, 'flock', flock)
+    assert fstemp.remove_if_unlocked(str(path)) is False
+    assert committed.read_bytes() == b'committed'
+    assert path.read_bytes() == b'a new upload'
