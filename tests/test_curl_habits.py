@@ -200,7 +200,20 @@ def test_put_root_is_405_and_says_how_to_upload(app: webtest.TestApp) -> None:
 def test_put_files_is_405_and_says_how_to_upload(app: webtest.TestApp) -> None:
     resp = app.put('/files', DATA, status=405)
     assert resp.headers['Allow'] == 'GET, POST'
-    assert 'use POST /files, or PUT /files/NAME' in resp.json['detail']
+    assert (
+        'use POST / or POST /files, or PUT /NAME or PUT /files/NAME'
+        in (resp.json['detail'])
+    )
+
+
+def test_put_on_the_lookup_route_hints_at_uploads_not_at_the_lookup(
+    app: webtest.TestApp,
+) -> None:
+    resp = app.put('/files/missing', DATA, status=405)
+    assert resp.headers['Allow'] == 'POST'
+    detail = resp.json['detail']
+    assert 'to upload, use POST / or POST /files' in detail
+    assert 'PUT /files/missing/NAME' not in detail
 
 
 # -- GET / from a browser --------------------------------------------------------

@@ -47,10 +47,8 @@ def method_hint(method: str, path: str, allowed: list[str]) -> str:
     """The 405 detail: what was refused and what to send instead."""
     uses = ', '.join(f'{m} {path}' for m in allowed)
     detail = f'{method} {path} is not allowed; this path accepts {uses}'
-    if method in ('PUT', 'POST', 'PATCH') and not {'PUT', 'POST'} & set(allowed):
-        detail += f'; {UPLOAD_HINT}'
-    elif method in ('PUT', 'PATCH') and 'POST' in allowed:
-        detail += f'; to upload, use POST {path}, or PUT {path.rstrip("/")}/NAME'
+    if method in ('PUT', 'POST', 'PATCH'):
+        detail += f'; {UPLOAD_HINT}'  # most likely an upload sent to the wrong place
     return detail
 
 
