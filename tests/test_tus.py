@@ -367,3 +367,33 @@ def test_uploads_need_write_and_belong_to_the_creating_token(auth_app, store_dir
     headers['Authorization'] = f'Bearer {WRITER}'
     auth_app.patch(url, b'abc', headers=headers, status=204)
     auth_app.options('/uploads', status=204)  # discovery needs no token
+
+
+def test_head_finishes_an_upload_whose_commit_was_interrupted(app, store_dir):
+    """kill -9 after the last byte was flushed but before the object existed."""
+    url = create(app, 3)
+    store = UploadStore(str(store_dir / 'uploads'), 86400)
+    with store.locked(url.rsplit('/', 1)[1]) as writer:
+        writer.write(memoryview(b'abc'))
+        writer.commit()  # the bytes are in; finish() never ran
+    head = app.head(url, headers=TUS)
+    assert head.headers['Upload-File-Hash'] == sha256(b'abc')
+    assert app.get(head.headers['Content-Location']).body == b'abc'
+
+
+def test_head_records_an_object_renamed_before_a_crash(app, store_dir):
+    """kill -9 between the rename into the shard and the info update."""
+    url = create(app, 3)
+    upload_id = url.rsplit('/', 1)[1]
+    store = UploadStore(str(store_dir / 'uploads'), 86400)
+    with store.locked(upload_id) as writer:
+        writer.write(memoryview(b'xyz'))
+        writer.commit()
+    digest = sha256(b'xyz')
+    info = store.load(upload_id, '')
+    info.pending_hash = digest
+    store.save(info)
+    os.rename(store.path(upload_id, DATA), store_dir / digest[:2] / digest)
+    head = app.head(url, headers=TUS)
+    assert head.headers['Upload-File-Hash'] == digest
+    assert app.get(f'/files/{digest}').body == b'xyz'

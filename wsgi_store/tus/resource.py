@@ -1,5 +1,8 @@
 """Falcon resources for tus 1.0.0: ``/uploads`` and ``/uploads/{upload_id}``.
 
+For metrics, answers mark ``resp.context.tus_created``, ``tus_completed`` (an
+object was stored) and ``tus_bytes`` (bytes appended by this request).
+
 Thin responders: parse the headers (:mod:`.headers`), act on the upload state
 (:mod:`.sessions`, :mod:`.transfer`, :mod:`.complete`), set the answer. The
 headers every tus answer carries, ``OPTIONS`` and the version check are in
@@ -97,9 +100,34 @@ class Tus:
                 chunk_bytes=self.config.chunk_bytes,
             )
             resp.set_header('Upload-Offset', str(writer.offset))
-            if info.length is not None and writer.offset == info.length:
-                finish(self.uploads, self.backend, info, writer, digests or None)
+            resp.context.tus_bytes = writer.offset - offset  # for metrics
+            done = info.length is not None and writer.offset == info.length
+            if done and finish(self.uploads, self.backend, info, writer, digests):
+                resp.context.tus_completed = True
         self.describe(resp, info, head=False)
+
+    def settle(self, info: UploadInfo) -> UploadInfo:
+        """Finish an upload whose last byte is in but whose commit never ended.
+
+        A worker killed while hashing or committing leaves the full offset
+        acknowledged-or-not and no object; the next ``HEAD`` completes it (so a
+        client that sees the full offset also finds the object).
+        """
+        if info.result is not None or info.concat == 'partial' or info.length is None:
+            return info
+        if self.uploads.offset(info.id) != info.length:
+            return info
+        pending = info.pending_hash
+        if pending and not os.path.exists(self.uploads.path(info.id, DATA)):
+            if self.backend.exists(pending):  # renamed, not yet recorded
+                info.result = {'hash': pending, 'size': info.length, 'created': True}
+                info.pending_hash = None
+                self.uploads.save(info)
+            return info
+        with self.uploads.locked(info.id) as writer:
+            info = self.uploads.load(info.id, info.owner)
+            finish(self.uploads, self.backend, info, writer)
+        return info
 
     def _set_length(self, info: UploadInfo, length: int, offset: int) -> None:
         self.check_size(length)
@@ -158,6 +186,7 @@ class UploadsResource:
             self._final(req, resp, info, concat[1] if concat else [])
             return
         tus.uploads.create(info)
+        resp.context.tus_created = True  # for metrics
         resp.status = falcon.HTTP_201
         resp.location = f'/uploads/{info.id}'
         if (req.content_type or '').split(';')[0].strip() == h.OFFSET_TYPE:
@@ -197,6 +226,8 @@ class UploadsResource:
         self.tus.check_size(total)
         info.length = total
         uploads.create(info)
+        resp.context.tus_created = True
+        resp.context.tus_completed = True
         with uploads.locked(info.id) as writer:
             concatenate([uploads.path(p, DATA) for p in info.parts], writer)
             finish(uploads, self.tus.backend, info, writer)
@@ -217,7 +248,9 @@ class UploadResource:
     def on_head(
         self, req: falcon.Request, resp: falcon.Response, upload_id: str
     ) -> None:
-        info = self.tus.uploads.load_live(upload_id, self.tus.owner(req))
+        info = self.tus.settle(
+            self.tus.uploads.load_live(upload_id, self.tus.owner(req))
+        )
         resp.cache_control = ['no-store']
         self.tus.describe(resp, info, head=True)
 
