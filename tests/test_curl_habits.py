@@ -13,7 +13,13 @@ import pytest
 import webtest
 
 from tests.conftest import sha256
-from tests.servers import start_gunicorn
+from tests.servers import (
+    filestorectl,
+    free_port,
+    require_binary,
+    start_gunicorn,
+    start_nginx,
+)
 from wsgi_store.app import create_app
 from wsgi_store.config import Config
 
@@ -159,6 +165,48 @@ def test_real_curl_upload_file_to_root_and_to_files(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert 'Traceback' not in server.log.read_text()
+
+
+@pytest.mark.e2e
+def test_real_curl_upload_through_the_generated_nginx_site(tmp_path: Path) -> None:
+    """``curl -T`` through ``filestorectl nginx-config``'s site reaches PUT /NAME."""
+    require_binary('nginx', '/usr/sbin/nginx')
+    photo = tmp_path / 'photo.jpg'
+    photo.write_bytes(DATA)
+    store = tmp_path / 'store'
+    server = start_gunicorn(tmp_path, store, workers=1, threads=2)
+    port = free_port()
+    try:
+        generated = filestorectl(
+            'nginx-config',
+            '--store', str(store),
+            '--port', str(server.port),
+            '--listen-port', f'127.0.0.1:{port}',
+            '--access-log', str(tmp_path / 'site.log'),
+            '--no-direct-reads',
+        )  # fmt: skip
+        assert generated.returncode == 0, generated.stderr
+        site = start_nginx(tmp_path, generated.stdout, port)
+        try:
+            for url in (site.url + '/', site.url + '/files/'):
+                out = subprocess.run(
+                    ['curl', '-fsS', '-i', '-T', str(photo), url],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=True,
+                ).stdout.lower()
+                assert f'location: /files/{H}?filename=photo.jpg' in out, out
+            refused = subprocess.run(
+                ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-T',
+                 str(photo), site.url + '/files'],
+                capture_output=True, text=True, timeout=30, check=True,
+            ).stdout  # fmt: skip
+            assert refused == '405'
+        finally:
+            site.stop()
+    finally:
+        server.stop()
 
 
 # -- 405: one Allow order, and a hint --------------------------------------------
