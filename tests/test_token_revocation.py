@@ -8,6 +8,7 @@ service down. At start, a missing, empty or broken file is a one-line error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -146,9 +147,29 @@ def get(url: str, token: str) -> int:
     ).status_code
 
 
-def hup_until(server, url: str, token: str, status: int) -> None:
+def hup(server) -> None:
+    """SIGHUP, then wait until every old worker is gone and two new ones run.
+
+    NOTE: a connection accepted by an old worker while it shuts down may be
+    closed unanswered (gunicorn's rotation, whatever the tokens file holds), so
+    requests are judged only once the rotation is over.
+    """
+    old_workers = set(server.worker_pids())
     server.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: get(url, token) == status, 30, f'{token[:3]}... != {status}')
+    wait_until(
+        lambda: (
+            not old_workers & set(server.worker_pids())
+            and len(server.worker_pids()) == 2
+        ),
+        30,
+        'the workers were not replaced after HUP',
+    )
+    assert server.proc.poll() is None, 'gunicorn exited on HUP'
+    wait_until(
+        lambda: requests.get(f'{server.url}/healthz', timeout=10).ok,
+        30,
+        'no new worker answers after HUP',
+    )
 
 
 @pytest.mark.e2e
@@ -169,18 +190,8 @@ def test_hup_with_a_broken_empty_or_deleted_file_on_real_gunicorn(
         url = f'{server.url}/files/{post.text.strip()}'
         assert get(url, OLD) == 200
         # Broken: HUP replaces the workers, the service stays, old tokens work.
-        old_workers = set(server.worker_pids())
         rewrite(tokens_file, BROKEN)
-        server.proc.send_signal(signal.SIGHUP)
-        wait_until(
-            lambda: (
-                not old_workers & set(server.worker_pids())
-                and len(server.worker_pids()) == 2
-            ),
-            30,
-            'the workers were not replaced after HUP',
-        )
-        assert server.proc.poll() is None, 'gunicorn exited on HUP'
+        hup(server)
         assert requests.get(f'{server.url}/healthz', timeout=10).ok
         for _ in range(10):
             assert get(url, OLD) == 200
@@ -189,16 +200,18 @@ def test_hup_with_a_broken_empty_or_deleted_file_on_real_gunicorn(
         assert log.count('unknown scope raed') >= 2  # master and the new workers
         # Emptied: every token refused, one line per process, not per request.
         rewrite(tokens_file, '')
-        hup_until(server, url, OLD, 401)
+        hup(server)
         for _ in range(20):
             assert get(url, OLD) == 401
         reasons = server.log.read_text().count(REASON)
         assert 1 <= reasons <= 1 + 2 * 2  # master + per worker (boot, change)
         # Deleted: still refused. Restored: works again.
         tokens_file.unlink()
-        hup_until(server, url, OLD, 401)
+        hup(server)
+        assert get(url, OLD) == 401
         rewrite(tokens_file, f'{NEW} read\n')
-        hup_until(server, url, NEW, 200)
+        hup(server)
+        assert get(url, NEW) == 200
         assert get(url, OLD) == 401
     finally:
         server.stop()
@@ -258,9 +271,15 @@ def test_filestorectl_reload_with_a_broken_file_keeps_serving(
             'no error logged by the master and a new worker',
         )
         deadline = time.monotonic() + 3  # stays up while workers are replaced
+        answers = []
         while time.monotonic() < deadline:
-            assert get(url, OLD) == 200
+            # NOTE: a connection an old worker accepted as it shut down may be
+            # closed unanswered (gunicorn's rotation); every answer counts.
+            with contextlib.suppress(requests.ConnectionError):
+                answers.append(get(url, OLD))
             time.sleep(0.2)
+        assert answers and set(answers) == {200}
         assert daemon.ctl('status').returncode == 0
+        assert get(url, OLD) == 200
     finally:
         daemon.cleanup()
