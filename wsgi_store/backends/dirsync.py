@@ -3,7 +3,10 @@
 A rename is durable only once its directory is fsynced. Threads that renamed a
 file call :meth:`DirSyncer.sync`; one of them (the leader) fsyncs every directory
 dirtied so far while the others wait, so one flush covers many renames and each
-caller still returns only after its own rename is on disk.
+caller still returns only after its own rename is on disk. A dedupe hit (the
+object was already there, maybe renamed a moment ago by another thread whose
+flush is unfinished or failed) syncs through here too before it is answered.
+Each process has its own syncer: callers in other workers flush for themselves.
 """
 
 from __future__ import annotations
