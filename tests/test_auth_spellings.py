@@ -65,13 +65,16 @@ class Case:
     path: str  # spelled by spellings(); the query (if any) is appended
     query: str
     scope: str  # the scope this route needs
-    body: bytes = b''
+    body: bytes | None = None  # None: DATA for PUT, fresh random bytes for POST
+    headers: tuple[tuple[str, str], ...] = ()
 
     def target(self, spelling: str) -> str:
         if not self.query:
             return spelling
         return spelling + ('&' if spelling.endswith('?') else '?') + self.query
 
+
+TUS_CREATE = (('Tus-Resumable', '1.0.0'), ('Upload-Length', '5'))
 
 # Routes that need a scope with --public-read, and those that need one without.
 PUBLIC_CASES = [
@@ -82,6 +85,8 @@ PUBLIC_CASES = [
     Case('PUT', f'/files/{H}', '', 'write'),
     Case('DELETE', f'/files/{H}', '', 'delete'),
     Case('DELETE', '/', f'file_hash={H}', 'delete'),
+    Case('PUT', '/photo.jpg', '', 'write'),  # curl -T photo.jpg http://host/
+    Case('POST', '/uploads', '', 'write', b'', TUS_CREATE),  # tus creation
 ]
 PRIVATE_CASES = [
     Case('GET', f'/files/{H}', '', 'read'),
@@ -91,20 +96,20 @@ PRIVATE_CASES = [
 ]
 
 
-def send(base: str, method: str, target: str, token: str | None, body: bytes):
+def send(
+    base: str,
+    method: str,
+    target: str,
+    token: str | None,
+    body: bytes,
+    extra: tuple[tuple[str, str], ...] = (),
+) -> tuple[int, bytes]:
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        headers = (
-            {'Content-Length': str(len(body))}
-            if body
-            or method
-            in (
-                'POST',
-                'PUT',
-            )
-            else {}
-        )
+        headers = dict(extra)
+        if body or method in ('POST', 'PUT'):
+            headers['Content-Length'] = str(len(body))
         if token:
             headers['Authorization'] = f'Bearer {token}'
         conn.putrequest(method, target, skip_accept_encoding=True)
@@ -134,7 +139,9 @@ def stored(store: Path) -> bool:
 
 
 def write_body(case: Case) -> bytes:
-    return case.body or (DATA if case.method == 'PUT' else os.urandom(32))
+    if case.body is not None:
+        return case.body
+    return DATA if case.method == 'PUT' else os.urandom(32)
 
 
 def check_case(base: str, store: Path, case: Case, spelling: str) -> None:
@@ -146,7 +153,7 @@ def check_case(base: str, store: Path, case: Case, spelling: str) -> None:
         body = write_body(case)
         if case.method in ('PUT',):
             (store / H[:2] / H).unlink(missing_ok=True)
-        status, got = send(base, case.method, target, token, body)
+        status, got = send(base, case.method, target, token, body, case.headers)
         answers[scope] = status
         where = f'{case.method} {target} with {scope or "no"} token: {status}'
         if scope == case.scope:
@@ -158,7 +165,7 @@ def check_case(base: str, store: Path, case: Case, spelling: str) -> None:
             assert not is_protected_content(case, got), where
             if case.method == 'DELETE' or case.method == 'PUT':
                 assert stored(store) is (case.method == 'DELETE'), where
-            if case.method == 'POST' and not case.body:
+            if case.method == 'POST' and case.body is None:
                 new = hashlib.sha256(body).hexdigest()
                 assert not (store / new[:2] / new).exists(), where
         restore(base, store)
