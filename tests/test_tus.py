@@ -189,8 +189,15 @@ def test_deferred_length_is_set_by_a_later_patch(app):
     assert head.headers['Upload-Defer-Length'] == '1'
     assert 'Upload-Length' not in head.headers
     patch(app, url, 0, b'abc')
+    patch(app, url, 3, b'de', status=400, **{'Upload-Length': '2'})  # < offset
     done = patch(app, url, 3, b'de', **{'Upload-Length': '5'})
     assert done.headers['Upload-File-Hash'] == sha256(b'abcde')
+
+
+def test_a_known_upload_length_cannot_change(app):
+    url = create(app, 5)
+    patch(app, url, 0, b'ab', status=400, **{'Upload-Length': '6'})
+    assert offset_of(app, url) == 0
 
 
 @pytest.mark.parametrize(
@@ -346,6 +353,11 @@ def auth_app(tmp_path: Path, store_dir: Path) -> webtest.TestApp:
 
 def bearer(token: str) -> dict[str, str]:
     return {**TUS, 'Authorization': f'Bearer {token}'}
+
+
+def test_authentication_comes_before_the_tus_version_check(auth_app):
+    auth_app.post('/uploads', headers={'Upload-Length': '3'}, status=401)
+    auth_app.head('/uploads/' + 'x' * 32, status=401)
 
 
 def test_uploads_need_write_and_belong_to_the_creating_token(auth_app, store_dir):

@@ -97,6 +97,11 @@ def check_version(value: str | None) -> None:
         )
 
 
+def require_version(req: object, resp: object, resource: object, params: dict) -> None:
+    """Falcon ``before`` hook: :func:`check_version` after authentication."""
+    check_version(req.get_header('Tus-Resumable'))  # type: ignore[attr-defined]
+
+
 def parse_count(value: str | None, name: str) -> int | None:
     """A non-negative integer header (``Upload-Length``, ``Upload-Offset``)."""
     if value is None:

@@ -7,7 +7,8 @@ the resource that will serve the request (never by path):
 - ``OPTIONS`` on a tus route is answered here (204, ``Tus-Version``,
   ``Tus-Extension``, ``Tus-Max-Size``, ``Tus-Checksum-Algorithm``), without a
   token: it only describes the server.
-- any other method needs ``Tus-Resumable: 1.0.0`` (else 412, ``Tus-Version``).
+- any other method needs ``Tus-Resumable: 1.0.0`` (else 412, ``Tus-Version``),
+  checked by the resources' ``before`` hook once authentication passed.
 - every answer from a tus route but ``OPTIONS`` carries ``Tus-Resumable``,
   errors included.
 """
@@ -37,8 +38,8 @@ class TusMiddleware:
         if req.method == 'OPTIONS':
             self.discovery(resp)
             resp.complete = True
-            return
-        h.check_version(req.get_header('Tus-Resumable'))
+        # Other methods: authentication first, then the resources' version
+        # check (h.require_version), so a client without a token gets 401.
 
     def discovery(self, resp: falcon.Response) -> None:
         resp.status = falcon.HTTP_204

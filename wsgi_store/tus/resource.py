@@ -89,6 +89,8 @@ class Tus:
                 )
             if new_length is not None and info.length is None:
                 self._set_length(info, new_length, offset)
+            elif new_length is not None and new_length != info.length:
+                raise BadRequest(f'Upload-Length is {info.length}; it cannot change')
             limit = None if info.length is None else info.length - offset
             algorithms = needed_algorithms(info, self.backend) if offset == 0 else []
             digests = append(
@@ -163,6 +165,7 @@ class Tus:
         resp.set_header(h.HASH_HEADER, info.result['hash'])
 
 
+@falcon.before(h.require_version)
 class UploadsResource:
     """``/uploads``: ``POST`` creates an upload (tus creation, concatenation)."""
 
@@ -239,6 +242,7 @@ class UploadsResource:
         self.tus.describe(resp, info, head=False)
 
 
+@falcon.before(h.require_version)
 class UploadResource:
     """``/uploads/{upload_id}``: ``HEAD`` (offset), ``PATCH`` (bytes), ``DELETE``."""
 
