@@ -195,8 +195,17 @@ def start_target(work: Path, tokens: Path, *flags: str) -> Target:
         work / f'svc{len(flags)}', '--tokens', str(tokens), '--accel-redirect',
         '/_store', *flags,
     )  # fmt: skip
-    site = start_site(daemon, work, '--tokens', str(tokens), *flags)
-    share_store_with(site.nginx, daemon.store)
+    try:
+        site = start_site(daemon, work, '--tokens', str(tokens), *flags)
+    except BaseException:
+        daemon.cleanup()  # the fixture only stops what it was handed
+        raise
+    try:
+        share_store_with(site.nginx, daemon.store)
+    except BaseException:
+        site.nginx.stop()
+        daemon.cleanup()
+        raise
     return Target(daemon, site)
 
 
