@@ -231,10 +231,6 @@ def test_open_source_never_writes_metadata_into_an_s3_prefix(prefix: str) -> Non
 
 
 @s3mark
-@pytest.mark.xfail(
-    strict=True,
-    reason='cli.py (not this module) must open the source with migrate.open_source',
-)
 def test_cli_migrate_from_s3_without_metadata_is_exit_2_and_writes_nothing(
     prefix: str, tmp_path: Path
 ) -> None:

@@ -225,15 +225,13 @@ def _control(args: argparse.Namespace, config: Config) -> int:
 
 
 def _migrate(args: argparse.Namespace, config: Config) -> int:
-    from .backends import make_backend
-    from .migrate import migrate
+    from .migrate import migrate, open_source, open_target
 
     source_config = backend_config(config, args.source, '--from')
     target_config = backend_config(config, args.target, '--to')
-    _require_store(source_config, f'--from {args.source}')
-    source = make_backend(source_config)
+    source = open_source(source_config, f'--from {args.source}')
     try:
-        target = make_backend(target_config)
+        target = open_target(target_config, f'--to {args.target}')
     except BaseException:
         source.close()
         raise
@@ -249,14 +247,6 @@ def _migrate(args: argparse.Namespace, config: Config) -> int:
         print(f'failed {hex_hash}: {reason}')
     print(summary)
     return 0 if summary.ok else 1
-
-
-def _require_store(config: Config, what: str) -> None:
-    """A filesystem source must be a store already (never create an empty one)."""
-    from .backends.fs import META_NAME
-
-    if config.backend == 'fs' and not (config.store_dir / META_NAME).is_file():
-        raise UsageError(f'{what}: no store at {config.store_dir}')
 
 
 def backend_config(config: Config, spec: str, flag: str = '--from') -> Config:
