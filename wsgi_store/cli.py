@@ -190,7 +190,7 @@ def check_backend(args: argparse.Namespace, config: Config, what: str = '') -> N
 
 
 def _warn_if_open(config: Config) -> None:
-    from .auth import network_warning
+    from .netwarn import network_warning
 
     warning = network_warning(config)
     if warning:

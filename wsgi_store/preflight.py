@@ -52,7 +52,7 @@ def check_service(config: Config, pidfile: Path | None) -> list[str]:
 def validate(config: Config) -> None:
     """The checks that change nothing (``restart`` runs them before stopping)."""
     if config.tokens_file is not None:
-        from .auth import check_tokens_file
+        from .tokens import check_tokens_file
 
         try:
             check_tokens_file(config)
