@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
+import webtest
 
 from tests.conftest import sha256
+from wsgi_store.app import create_app
 from wsgi_store.backends.fs import FilesystemBackend
 from wsgi_store.conditional import evaluate, http_date, parse_http_date
 from wsgi_store.config import Config
@@ -252,3 +254,26 @@ def test_verifying_reader_survives_unlink(tmp_path: Path) -> None:
     assert b''.join(reader) == data[10:]
     reader.close()
     assert dl.file is None or dl.file.closed
+
+
+# -- the same on every backend (S3's Last-Modified is its LastModified) -----------
+def test_validators_and_preconditions_on_every_backend(backend, tmp_path) -> None:
+    app = webtest.TestApp(
+        create_app(Config(store_dir=tmp_path / 'unused'), backend=backend),
+        extra_environ={'wsgi.input_terminated': True},
+    )
+    data = os.urandom(100_000)  # above the inline limit: streamed
+    digest = app.post('/', data).text.strip()
+    resp = app.get(f'/files/{digest}')
+    assert resp.body == data
+    assert resp.headers['Last-Modified'] == http_date(backend.stat(digest).mtime)
+    assert resp.headers['ETag'] == f'"{digest}"'
+    lm = {'If-Modified-Since': resp.headers['Last-Modified']}
+    app.get(f'/files/{digest}', headers=lm, status=304)
+    app.get(f'/files/{digest}', headers={'If-Match': '"0"'}, status=412)
+    ranged = app.get(f'/files/{digest}', headers={'Range': 'bytes=-10'})
+    assert ranged.status_int == 206 and ranged.body == data[-10:]
+    app.delete(f'/files/{digest}', headers={'If-Match': '"0"'}, status=412)
+    assert backend.exists(digest)
+    app.delete(f'/files/{digest}', headers={'If-Match': f'"{digest}"'})
+    assert not backend.exists(digest)
