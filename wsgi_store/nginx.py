@@ -10,10 +10,13 @@ What nginx does here:
   ``proxy_request_buffering off``, ``client_max_body_size`` = the store's limit);
 * serves ``X-Accel-Redirect`` answers from an ``internal`` location mapped on
   the store (``--accel-redirect``), with sendfile, Range and ETag;
-* when reads need no token and the store is a directory, serves
-  ``GET /files/H`` and ``GET /?file_hash=H`` for a valid lowercase hash
+* when reads need no token and the store is a directory, serves *plain*
+  ``GET``/``HEAD /files/H`` and ``/?file_hash=H`` for a valid lowercase hash
   straight from ``STORE/ab/H`` (no Python on the read path); anything else
-  (upper case, bad hashes, other methods, other parameters) goes to the app.
+  (a Range or a precondition header, ``?filename=``, upper case, bad hashes,
+  other methods) goes to the app, which alone decides RFC 9110's conditional
+  and range semantics (:mod:`wsgi_store.conditional`), so every path answers
+  alike (``tests/test_parity.py``).
 """
 
 from __future__ import annotations
