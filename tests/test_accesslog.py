@@ -237,3 +237,18 @@ def test_app_log_lines_carry_the_request_id(tmp_path):
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize('status', [200, 404])
+def test_log_lines_after_a_request_carry_no_request_id(app, status):
+    """The request id is reset when the answer is done: a line logged between
+    requests (a sweep, a reload) says ``rid=-``, not the last request's id."""
+    from wsgi_store.accesslog import current_request_id
+    from wsgi_store.logs import RequestIdFilter
+
+    path = '/healthz' if status == 200 else '/files/' + 'b' * 64
+    app.get(path, headers={'X-Request-ID': 'stale-id'}, status=status)
+    record = logging.LogRecord('wsgi_store', logging.INFO, '', 0, 'idle', (), None)
+    RequestIdFilter().filter(record)
+    assert record.request_id == '-'
+    assert current_request_id.get() == '-'

@@ -140,7 +140,7 @@ class AccessLog:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.access_start = perf_counter()
         req.context.request_id = request_id(req.get_header(REQUEST_ID_HEADER))
-        current_request_id.set(req.context.request_id)
+        req.context.request_id_token = current_request_id.set(req.context.request_id)
 
     def process_response(
         self,
@@ -151,8 +151,13 @@ class AccessLog:
     ) -> None:
         rid = getattr(req.context, 'request_id', None) or request_id(None)
         resp.set_header(REQUEST_ID_HEADER, rid)
-        if not self.log.isEnabledFor(logging.INFO):
-            return
+        try:
+            if self.log.isEnabledFor(logging.INFO):
+                self._write(req, resp, rid)
+        finally:
+            _forget_request_id(req)
+
+    def _write(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         start = getattr(req.context, 'access_start', None)
         duration_ms = (perf_counter() - start) * 1000 if start is not None else 0.0
         status = resp.status_code
@@ -174,6 +179,18 @@ class AccessLog:
         self.log.handle(
             self.log.makeRecord(self.log.name, logging.INFO, '', 0, line, (), None)
         )
+
+
+def _forget_request_id(req: falcon.Request) -> None:
+    """Reset the request id, so log lines between requests carry ``rid=-``."""
+    token = getattr(req.context, 'request_id_token', None)
+    if token is None:
+        return
+    req.context.request_id_token = None
+    try:
+        current_request_id.reset(token)
+    except ValueError:  # set in another context (cannot happen under gunicorn)
+        current_request_id.set('-')
 
 
 def _text_line(f: dict) -> str:
