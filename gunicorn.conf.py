@@ -9,7 +9,10 @@ running the store get the same settings:
 
     bind               WSGI_STORE_HOST:WSGI_STORE_PORT   (127.0.0.1:9000)
     backlog            WSGI_STORE_BACKLOG                (filestorectl --listen)
-    worker_class       gthread
+    worker_class       wsgi_store.workers.StoreWorker: gthread plus deadlines
+                       for slow clients (WSGI_STORE_HEADER_TIMEOUT,
+                       WSGI_STORE_BODY_IDLE_TIMEOUT, WSGI_STORE_BODY_BUFFER_BYTES,
+                       WSGI_STORE_UPLOAD_THREADS)
     workers, threads   WSGI_STORE_WORKERS, WSGI_STORE_THREADS   (2 x 8)
     timeout, graceful_timeout, keepalive   WSGI_STORE_TIMEOUT ... (seconds)
     sendfile           gunicorn's default: on (downloads leave through sendfile)

@@ -141,6 +141,13 @@ class Config:
     timeout: int = 120
     graceful_timeout: int = 60
     keepalive: int = 5
+    # Slow clients (wsgi_store/workers.py): seconds to send a whole request
+    # head, seconds of silence allowed in a body, bodies gathered before a
+    # thread is taken, threads for bodies still arriving (0 = THREADS).
+    header_timeout: int = 30
+    body_idle_timeout: int = 60
+    body_buffer_bytes: int = 64 * 1024
+    upload_threads: int = 0
     log_level: str = 'INFO'
     log_format: str = 'text'
     logfile: Path | None = None
@@ -189,6 +196,9 @@ class Config:
             raise FieldError('accel_redirect', 'must be a location path: /NAME')
         if not 1 <= self.port <= 65535:
             raise FieldError('port', f'must be a TCP port, 1-65535, not {self.port}')
+        for name in ('header_timeout', 'body_idle_timeout'):
+            if getattr(self, name) < 1:
+                raise FieldError(name, 'must be at least 1 second')
         for name in ('workers', 'threads'):
             if getattr(self, name) < 1:
                 raise FieldError(name, 'must be at least 1')

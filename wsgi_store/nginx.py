@@ -70,8 +70,12 @@ server {{
     access_log {access_log} {name} buffer=64k flush=1s;
 
     client_max_body_size {max_body};   # the store's --max-size (0 = unlimited)
-    client_body_timeout 60s;
-    send_timeout 60s;
+    # Never longer than the app's own deadlines (HEADER_TIMEOUT,
+    # BODY_IDLE_TIMEOUT): nginx gives up on a slow client first, the app never
+    # waits on nginx. The proxy_* timeouts are longer than every app deadline.
+    client_header_timeout {header_timeout}s;
+    client_body_timeout {body_timeout}s;
+    send_timeout {body_timeout}s;
     error_page 413 @too_large;
     error_page 502 @bad_gateway;      # gunicorn down: problem+json, not HTML
     error_page 504 @gateway_timeout;
@@ -233,7 +237,9 @@ def site_config(
         server_name=server_name,
         access_log=access_log or DEFAULT_ACCESS_LOG,
         max_body=config.max_upload_bytes,
-        io_timeout=config.timeout + 10,
+        io_timeout=max(config.timeout, config.body_idle_timeout) + 10,
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_idle_timeout,
         problem=PROBLEM_JSON,
         too_large=_problem(413, 'too-large', 'Content Too Large', _too_large(config)),
     )

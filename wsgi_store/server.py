@@ -22,6 +22,7 @@ from gunicorn.app.base import BaseApplication
 from . import hooks
 from .config import Config
 from .logs import logconfig_dict
+from .workers import worker_class
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,9 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
         'bind': [bind_address(config)],
         'backlog': config.backlog,
         # gthread: 2 workers x 8 threads served large files at nginx's sendfile
-        # rate and small requests best on the 2-core reference machine.
-        'worker_class': 'gthread',
+        # rate and small requests best on the 2-core reference machine. Our
+        # subclass adds deadlines for slow clients (wsgi_store/workers.py).
+        'worker_class': worker_class(config),
         'workers': config.workers,
         'threads': config.threads,
         'timeout': config.timeout,
