@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from . import errors
+from . import problems
 from .accesslog import AccessLog
 from .backends import Backend, make_backend
 from .config import Config
@@ -62,5 +62,5 @@ def create_app(
     app.add_route('/openapi.json', OpenAPIResource(store.hex_length))
     add_tus_routes(app, backend, config)  # resumable uploads (issue 16)
     app.add_route('/{name}', NamedResource(store))  # curl -T FILE http://host/
-    errors.register(app)
+    problems.register(app)
     return app

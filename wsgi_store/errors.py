@@ -1,24 +1,12 @@
-"""The StoreError family and the one place that maps errors to HTTP answers.
+"""The domain errors: the StoreError family that backends and handlers raise.
 
-Backends raise :class:`StoreError` subclasses and know nothing of HTTP; the
-handlers registered by :func:`register` turn them (and Falcon's own errors, and
-anything unexpected) into RFC 9457 ``application/problem+json`` bodies, or plain
-text when the client prefers ``text/plain``.
+No HTTP framework here: each error names the status, slug and title of its
+answer, and :mod:`wsgi_store.problems` renders them as problem documents.
 """
 
 from __future__ import annotations
 
-import http
-import json
-import logging
 from typing import Any
-
-import falcon
-
-logger = logging.getLogger(__name__)
-
-PROBLEM_JSON = 'application/problem+json'
-TYPE_BASE = 'https://wsgi-store.invalid/problems/'
 
 
 class StoreError(Exception):
@@ -84,69 +72,16 @@ class StoreMismatch(StoreError):
     slug, title = 'store-mismatch', 'Store settings mismatch'
 
 
-def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> dict:
-    """Build an RFC 9457 problem document."""
-    body = {'type': TYPE_BASE + slug, 'title': title, 'status': status}
-    body['detail'] = detail
-    body.update(extra)
-    return body
+# NOTE: transitional: nginx.py and workers.py (other owners) still import the
+# wire-format names from here. Resolved lazily, so that importing the domain
+# errors (as every backend does) never imports Falcon. Import them from
+# wsgi_store.problems instead.
+_MOVED = frozenset({'PROBLEM_JSON', 'TYPE_BASE', 'problem'})
 
 
-def render(req: falcon.Request, resp: falcon.Response, doc: dict) -> None:
-    """Write a problem document as problem+json, or text/plain when preferred."""
-    resp.status = falcon.code_to_http_status(doc['status'])
-    preferred = req.client_prefers(('application/json', PROBLEM_JSON, 'text/plain'))
-    if preferred == 'text/plain' and 'json' not in (req.accept or ''):
-        resp.content_type = falcon.MEDIA_TEXT
-        resp.text = f'{doc["status"]} {doc["title"]}: {doc["detail"]}\n'
-    else:
-        resp.content_type = PROBLEM_JSON
-        resp.text = json.dumps(doc, separators=(',', ':')) + '\n'
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from . import problems
 
-
-def _store_error(req: falcon.Request, resp: falcon.Response, ex: StoreError, _: dict):
-    if ex.status >= 500:
-        logger.error('%s %s: %s', req.method, req.path, ex.detail)
-    render(req, resp, problem(ex.status, ex.slug, ex.title, ex.detail, **ex.extra))
-    if isinstance(ex, RangeNotSatisfiable) and 'size' in ex.extra:
-        resp.set_header('Content-Range', f'bytes */{ex.extra["size"]}')
-    if isinstance(ex, Unauthorized):
-        resp.set_header('WWW-Authenticate', 'Bearer realm="wsgi-store"')
-
-
-def _http_error(
-    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, _: dict
-):
-    title = http.HTTPStatus(ex.status_code).phrase
-    slug = title.lower().replace(' ', '-')
-    detail = ex.description or title
-    if ex.status_code == 405 and not ex.description:
-        detail = f'{req.method} is not allowed here'
-    render(req, resp, problem(ex.status_code, slug, title, detail))
-    for name, value in (ex.headers or {}).items():
-        if name.lower() == 'allow':  # one order everywhere; OPTIONS is refused
-            from .methods import order_allow
-
-            value = order_allow(value.split(','))
-        resp.set_header(name, value)
-
-
-def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, _: dict):
-    logger.exception('unexpected error on %s %s', req.method, req.path)
-    render(
-        req,
-        resp,
-        problem(
-            500,
-            'internal-error',
-            'Internal Server Error',
-            'The server failed to handle the request; it is logged.',
-        ),
-    )
-
-
-def register(app: falcon.App) -> None:
-    """Install the error handlers (most specific last wins in Falcon)."""
-    app.add_error_handler(Exception, _unexpected)
-    app.add_error_handler(falcon.HTTPError, _http_error)
-    app.add_error_handler(StoreError, _store_error)
+        return getattr(problems, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

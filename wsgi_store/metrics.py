@@ -31,7 +31,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from .config import Config
-from .errors import PROBLEM_JSON, DigestMismatch
+from .errors import DigestMismatch
+from .problems import PROBLEM_JSON
 
 MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 UNMATCHED = 'unmatched'
