@@ -8,6 +8,7 @@ of test_parity.py (the app, nginx by X-Accel-Redirect, nginx direct reads).
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -118,17 +119,13 @@ def test_our_tests_package_wins_over_sniffpys() -> None:
 
 
 def test_a_namespace_tests_dir_would_be_shadowed(tmp_path: Path) -> None:
-    """Why tests/__init__.py exists: with sniffpy installed, a `tests` directory
-    without it loses to site-packages; with it, the project's wins."""
-    found = subprocess.run(
-        [sys.executable, '-c', 'import tests, sys; print(tests.__file__)'],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if 'site-packages' not in found.stdout:
-        pytest.skip('no top-level tests package installed: nothing to shadow ours')
+    """Why tests/__init__.py exists: a regular ``tests`` package later on
+    sys.path (sniffpy's, in site-packages; here a stand-in, so the test does not
+    depend on sniffpy's packaging) beats a ``tests`` directory without
+    ``__init__.py``; with the file, the project's wins."""
+    site = tmp_path / 'site'
+    (site / 'tests').mkdir(parents=True)
+    (site / 'tests' / '__init__.py').write_text('')  # like sniffpy's wheel
     project = tmp_path / 'project'
     (project / 'tests').mkdir(parents=True)
     (project / 'tests' / 'helper.py').write_text('VALUE = 1\n')
@@ -138,6 +135,7 @@ def test_a_namespace_tests_dir_would_be_shadowed(tmp_path: Path) -> None:
         return subprocess.run(
             [sys.executable, '-c', code],
             cwd=project,
+            env={**os.environ, 'PYTHONPATH': str(site)},
             capture_output=True,
             text=True,
             timeout=60,
