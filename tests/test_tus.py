@@ -409,3 +409,17 @@ def test_head_records_an_object_renamed_before_a_crash(app, store_dir):
     head = app.head(url, headers=TUS)
     assert head.headers['Upload-File-Hash'] == digest
     assert app.get(f'/files/{digest}').body == b'xyz'
+
+
+def test_a_busy_upload_is_423_for_a_second_writer_and_for_delete(
+    app, store_dir, monkeypatch
+):
+    from wsgi_store.tus import sessions
+
+    monkeypatch.setattr(sessions, 'LOCK_WAIT', 0.2)
+    url = create(app, 4)
+    store = UploadStore(str(store_dir / 'uploads'), 86400)
+    with store.locked(url.rsplit('/', 1)[1]):
+        patch(app, url, 0, b'ab', status=423)
+        app.delete(url, headers=TUS, status=423)
+    assert patch(app, url, 0, b'ab').headers['Upload-Offset'] == '2'

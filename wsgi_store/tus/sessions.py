@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -103,7 +105,7 @@ class UploadStore:
                 info = UploadInfo.from_json(f.read())
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound('no such upload') from None
-        if info.owner != owner:
+        if not hmac.compare_digest(info.owner, owner):
             raise NotFound('no such upload')  # never say it exists
         return info
 
@@ -116,7 +118,7 @@ class UploadStore:
 
     def save(self, info: UploadInfo) -> None:
         """Replace ``info.json`` atomically and durably."""
-        tmp = self.path(info.id, f'.{INFO}.{os.getpid()}.tmp')
+        tmp = self.path(info.id, f'.{INFO}.{os.getpid()}.{threading.get_ident()}.tmp')
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
             os.write(fd, json.dumps(asdict(info), separators=(',', ':')).encode())
@@ -168,12 +170,14 @@ class UploadStore:
 
     # -- remove ------------------------------------------------------------------
     def remove(
-        self, upload_id: str, *, wait: float = LOCK_WAIT, held: bool = False
+        self, upload_id: str, *, wait: float | None = None, held: bool = False
     ) -> bool:
         """Delete an upload unless a writer holds it past ``wait``; True if removed.
 
         ``held``: the caller already holds the upload's lock (its own writer).
+        ``wait``: seconds to wait for a writer (:data:`LOCK_WAIT` when None).
         """
+        wait = LOCK_WAIT if wait is None else wait
         try:
             fd = -1
             if not held:
