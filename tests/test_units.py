@@ -62,7 +62,7 @@ def test_config_env_then_flags() -> None:
     [
         ({'WSGI_STORE_PORT': 'x'}, 'WSGI_STORE_PORT'),
         ({'WSGI_STORE_FSYNC': 'maybe'}, 'WSGI_STORE_FSYNC'),
-        ({'WSGI_STORE_BACKEND': 'ftp'}, 'backend'),
+        ({'WSGI_STORE_BACKEND': 'ftp'}, 'WSGI_STORE_BACKEND: must be "fs" or "s3"'),
         ({'WSGI_STORE_MAX_UPLOAD_BYTES': '-1'}, 'negative'),
     ],
 )
