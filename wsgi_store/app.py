@@ -6,6 +6,7 @@ import falcon
 
 from . import problems
 from .accesslog import AccessLog
+from .assets import StaticResource
 from .backends import Backend, make_backend
 from .config import Config
 from .listing import FilesResource, MissingResource
@@ -41,6 +42,10 @@ def create_app(
     metrics = Metrics.from_config(config) if config.metrics else None
     if metrics is not None:
         middleware.append(MetricsMiddleware(metrics))
+    if config.cors_origins:
+        from .cors import Cors  # preflights before tus discovery and the guard
+
+        middleware.append(Cors(config))
     middleware.append(TusMiddleware(config))  # tus OPTIONS, version, headers
     middleware.append(MethodGuard())  # 405 (OPTIONS too) before auth
     if config.tokens_file is not None:
@@ -60,6 +65,7 @@ def create_app(
     if metrics is not None:
         app.add_route('/metrics', MetricsResource(metrics))
     app.add_route('/openapi.json', OpenAPIResource(store.hex_length))
+    app.add_route('/static/{name}', StaticResource())  # the upload page's assets
     add_tus_routes(app, backend, config)  # resumable uploads (issue 16)
     app.add_route('/{name}', NamedResource(store))  # curl -T FILE http://host/
     problems.register(app)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import falcon
 
+from . import landing
 from .config import Config
 from .netwarn import network_warning
 from .tokens import (
@@ -71,6 +72,7 @@ ROUTE_NEEDS: dict[str, dict[str, Need]] = {
     '/readyz': {'GET': OPEN, 'HEAD': OPEN},
     '/metrics': {'GET': METRICS, 'HEAD': METRICS},
     '/openapi.json': {'GET': READ, 'HEAD': READ},
+    '/static/{name}': {'GET': OPEN, 'HEAD': OPEN},  # the upload page's script/style
     '/{name}': {'PUT': WRITE},  # curl -T FILE http://host/ (named.py)
     # Resumable uploads (tus): all write, HEAD of an upload too (its offset and
     # metadata are the uploader's); OPTIONS is answered before auth (discovery).
@@ -171,6 +173,8 @@ class TokenAuth:
 
     def required_scope(self, req: falcon.Request, resource: object) -> str | None:
         """The scope a request needs, or None when it is open."""
+        if req.uri_template == '/' and landing.is_page_request(req):
+            return None  # the upload page, or the seed's 400: reads nothing
         need = route_need(req.uri_template, req.method, resource)
         if need.public and self.public_read:
             return None

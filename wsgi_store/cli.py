@@ -70,6 +70,9 @@ def given_flags(args: argparse.Namespace, config: Config) -> list[str]:
         value = getattr(args, field, None)
         if value is not None:
             resolved = getattr(config, field)
+            if isinstance(value, list):  # a repeatable flag (--cors-origin)
+                out += [part for item in value for part in (flag, str(item))]
+                continue
             out += [flag, str(resolved if isinstance(resolved, Path) else value)]
     for flag, (field, _) in SWITCHES.items():
         if getattr(args, field, None) is not None:

@@ -34,7 +34,9 @@ SERVER_FLAGS = {
     '--accel-redirect': 'accel_redirect',
     '--tokens': 'tokens_file',
     '--log-format': 'log_format',
+    '--cors-origin': 'cors_origins',
 }
+REPEATABLE = frozenset({'--cors-origin'})  # each use adds one value (a list)
 SWITCHES = {  # flag -> (Config field, value when given)
     '--public-read': ('public_read', True),
     '--verify-reads': ('verify_reads', True),
@@ -60,6 +62,8 @@ HELP = {
     'next to a --pidfile)',
     '--accel-redirect': 'nginx internal location for X-Accel-Redirect, e.g. /_store',
     '--tokens': 'file of bearer tokens required to write (and read)',
+    '--cors-origin': 'an origin (scheme://host[:port]) whose web pages may upload '
+    'and read through CORS (repeatable)',
 }
 FLAG_FIELDS = {**STORAGE_FLAGS, **SERVER_FLAGS}
 
@@ -83,7 +87,8 @@ def _storage_parent() -> argparse.ArgumentParser:
 def _server_parent() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False, parents=[_storage_parent()])
     for flag, field in SERVER_FLAGS.items():
-        parser.add_argument(flag, dest=field, help=HELP.get(flag))
+        action = 'append' if flag in REPEATABLE else None
+        parser.add_argument(flag, dest=field, action=action, help=HELP.get(flag))
     _add_switches(parser, *SWITCHES)
     parser.add_argument(
         '--config',

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -125,6 +126,9 @@ class Config:
     accel_redirect: str = ''  # nginx internal location prefix, '' = off
     tokens_file: Path | None = None
     public_read: bool = False
+    # Origins (scheme://host[:port]) whose pages may call the upload and object
+    # routes from a browser (CORS, wsgi_store/cors.py); () = none.
+    cors_origins: tuple[str, ...] = ()
     readyz_min_free_bytes: int = 64 * MiB
     readyz_min_free_inodes: int = 1000
     metrics: bool = True
@@ -192,6 +196,9 @@ class Config:
             raise FieldError('chunk_bytes', 'must be at least 1')
         if self.log_format not in ('text', 'json'):
             raise FieldError('log_format', 'must be "text" or "json"')
+        origins = _origins(self.cors_origins)
+        if origins != self.cors_origins:
+            changes['cors_origins'] = origins
         if self.accel_redirect and not self.accel_redirect.startswith('/'):
             raise FieldError('accel_redirect', 'must be a location path: /NAME')
         if not 1 <= self.port <= 65535:
@@ -219,8 +226,38 @@ def _coerce(name: str, raw: str) -> object:
             return parse_size(raw) if name.endswith('_bytes') else parse_count(raw)
         if kind is float:
             return float(raw)
+        if kind == tuple[str, ...]:
+            try:
+                return _origins(raw)
+            except FieldError as exc:
+                raise ValueError(exc.problem) from None
         if kind in (Path, Path | None):
             return Path(raw) if raw else None
     except (ConfigError, ValueError) as exc:
         raise ConfigError(f'{ENV_PREFIX}{name.upper()}: {exc}') from None
     return raw
+
+
+_ORIGIN = re.compile(r'https?://[^/?#\s@]+', re.IGNORECASE)
+
+
+def _origins(value: str | typing.Iterable[str]) -> tuple[str, ...]:
+    """CORS origins from a comma-separated string or a sequence, validated.
+
+    An origin is ``scheme://host[:port]``, exactly as a browser sends it in
+    ``Origin`` (no path, no trailing slash); the scheme and host are lower-cased.
+    """
+    items = value.split(',') if isinstance(value, str) else list(value)
+    found: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        if not _ORIGIN.fullmatch(text):
+            raise FieldError(
+                'cors_origins',
+                f'{text!r} is not an origin: use scheme://host[:port], no path',
+            )
+        if text.lower() not in found:
+            found.append(text.lower())
+    return tuple(found)
