@@ -226,6 +226,14 @@ def test_upload_length_over_max_upload_bytes_is_413_at_creation(make_app, store_
     create(app, 100)
 
 
+def test_a_deferred_upload_cannot_grow_past_max_upload_bytes(make_app):
+    app = make_app(max_upload_bytes=5)
+    url = create(app, **{'Upload-Defer-Length': '1'})
+    patch(app, url, 0, b'abc')
+    patch(app, url, 3, b'def', status=413)
+    assert offset_of(app, url) == 3
+
+
 def test_patch_past_the_length_is_413_and_keeps_the_offset(app):
     url = create(app, 4)
     patch(app, url, 0, b'ab')

@@ -91,7 +91,7 @@ class Tus:
                 self._set_length(info, new_length, offset)
             elif new_length is not None and new_length != info.length:
                 raise BadRequest(f'Upload-Length is {info.length}; it cannot change')
-            limit = None if info.length is None else info.length - offset
+            limit = self._room(info, offset)
             algorithms = needed_algorithms(info, self.backend) if offset == 0 else []
             digests = append(
                 writer,
@@ -130,6 +130,13 @@ class Tus:
             info = self.uploads.load(info.id, info.owner)
             finish(self.uploads, self.backend, info, writer)
         return info
+
+    def _room(self, info: UploadInfo, offset: int) -> int | None:
+        """Bytes the upload may still take (a deferred one: up to the limit)."""
+        if info.length is not None:
+            return info.length - offset
+        cap = self.config.max_upload_bytes
+        return max(cap - offset, 0) if cap else None
 
     def _set_length(self, info: UploadInfo, length: int, offset: int) -> None:
         self.check_size(length)
