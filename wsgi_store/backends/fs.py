@@ -2,9 +2,9 @@
 
 Write path (one pass): a temp file in ``STORE/tmp/`` (``O_EXCL``, mode 0640,
 ``flock``-ed by its writer for its whole life, see :mod:`.fstemp`) is hashed while
-written, length-checked, ``fdatasync``-ed, ``os.replace``-d into its shard and the
-shard directory is flushed (group commit, :mod:`.dirsync`). Any failure removes
-the temp file.
+written and length-checked; then :mod:`.groupcommit` makes its data durable,
+``os.replace``-s it into its shard and flushes that entry, sharing one flush
+(``syncfs``) among concurrent uploads. Any failure removes the temp file.
 
 NOTE: a dedupe hit (the object exists) is an acknowledgement too: it flushes the
 existing object and its shard directory itself (through the same group commit),
@@ -28,6 +28,7 @@ from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
 from .dirsync import DirSyncer
 from .fslayout import LAYOUT_VERSION, META_NAME, SHARDS, init_layout
 from .fsquarantine import quarantine_if_same, quarantine_target
+from .groupcommit import GroupCommitter, Job
 from .writeback import WritebackWriter
 
 # LAYOUT_VERSION, META_NAME and SHARDS are re-exported for older imports.
@@ -65,6 +66,7 @@ class FilesystemBackend(Backend):
         self._tmp_prefix = f'{self.tmp}/'
         self.quarantine_dir = self.root / 'quarantine'
         self._syncer = DirSyncer()
+        self._committer = GroupCommitter(str(self.root), self._flush_existing)
         init_layout(self.root, self.algorithm)
 
     @classmethod
@@ -110,8 +112,7 @@ class FilesystemBackend(Backend):
                 max_bytes=max_bytes,
                 length=length,
             )
-            if self.fsync:
-                os.fdatasync(temp.fd)
+            # Data is flushed at commit: concurrent commits share one flush.
         except BaseException as exc:
             temp.remove()
             if isinstance(exc, OSError):
@@ -132,13 +133,15 @@ class FilesystemBackend(Backend):
         temp: fstemp.TempFile = staged.handle
         final = self.path_for(staged.hash)
         try:
-            created = not self._flush_existing(final, staged.size)
-            if created:
-                os.replace(temp.path, final)
             if self.fsync:
                 # Also on a dedupe hit: its writer's flush may be unfinished or
                 # have failed. Group commit shares one flush among callers.
-                self._syncer.sync(os.path.dirname(final))
+                job = Job(temp, final, staged.size)
+                created = self._committer.commit(job)
+            else:
+                created = not self._flush_existing(final, staged.size, False)
+                if created:
+                    os.replace(temp.path, final)
         except OSError as exc:
             _raise_storage_error(exc)
         finally:
@@ -146,7 +149,7 @@ class FilesystemBackend(Backend):
             staged.done = True
         return PutResult(staged.hash, staged.size, created)
 
-    def _flush_existing(self, final: str, size: int) -> bool:
+    def _flush_existing(self, final: str, size: int, flush: bool) -> bool:
         """True when an intact-looking ``final`` exists (its data now flushed)."""
         try:
             fd = os.open(final, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -162,7 +165,7 @@ class FilesystemBackend(Backend):
                     size,
                 )
                 return False
-            if self.fsync:
+            if flush:
                 os.fdatasync(fd)  # whoever wrote it, it is durable before we answer
             return True
         finally:

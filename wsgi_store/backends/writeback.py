@@ -30,6 +30,48 @@ def _load() -> Callable[[int, int, int, int], int] | None:
 
 
 _sync_file_range = _load()
+_WAIT_BEFORE, _WAIT_AFTER = 1, 4
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True)
+        func = libc.syncfs  # Python 3.11 has no os.syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func
+
+
+_syncfs = _load_syncfs()
+HAVE_SYNCFS = _syncfs is not None and _sync_file_range is not None
+
+
+def syncfs(fd: int) -> None:
+    """Flush the whole filesystem holding ``fd``: data, metadata, device cache.
+
+    Linux >= 5.8 reports writeback errors of the filesystem seen since ``fd``
+    was opened. The GIL is released during the call (ctypes).
+    """
+    assert _syncfs is not None
+    if _syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f'syncfs: {os.strerror(err)}')
+
+
+def wait_written(fd: int) -> None:
+    """Wait until the file's data has been written; raise its writeback error.
+
+    ``sync_file_range`` with both WAIT flags checks (and consumes) the writeback
+    error recorded for this open file since it was opened, without a device
+    flush: used after a ``syncfs`` so each upload learns about its own data.
+    """
+    assert _sync_file_range is not None
+    flags = _WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _WAIT_AFTER
+    if _sync_file_range(fd, 0, 0, flags) != 0:  # type: ignore[misc]
+        err = ctypes.get_errno()
+        raise OSError(err, f'sync_file_range: {os.strerror(err)}')
 
 
 class WritebackWriter:
