@@ -271,14 +271,14 @@ def test_expired_upload_is_gone_and_swept(tmp_path):
     store = tmp_path / 'store'
     path = tmp_path / 'expire.bin'
     make_file(path, 2 * MiB)
-    server = start_gunicorn(tmp_path, store, workers=1, threads=2, upload_expiry=2)
+    server = start_gunicorn(tmp_path, store, workers=1, threads=2, upload_expiry=4)
     try:
         uploader = tus_client.TusClient(server.url + '/uploads').uploader(
             str(path), chunk_size=MiB
         )
         uploader.upload(stop_at=MiB)
         assert 'Upload-Expires' in head(uploader.url).headers
-        wait_until(lambda: head(uploader.url).status_code == 410, 10, 'expiry')
+        wait_until(lambda: head(uploader.url).status_code == 410, 20, 'expiry')
         with pytest.raises(TusCommunicationError) as failed:
             tus_client.TusClient(server.url + '/uploads').uploader(
                 str(path), url=uploader.url
@@ -286,7 +286,7 @@ def test_expired_upload_is_gone_and_swept(tmp_path):
         assert failed.value.status_code == 410
     finally:
         server.stop()
-    env = ctl_env(WSGI_STORE_UPLOAD_EXPIRY='2')
+    env = ctl_env(WSGI_STORE_UPLOAD_EXPIRY='4')
     stats = filestorectl('stats', '--store', str(store), '--json', env=env)
     assert stats.returncode == 0, stats.stderr
     counts = json.loads(stats.stdout)
