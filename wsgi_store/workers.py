@@ -230,16 +230,26 @@ class StoreWorker(ThreadWorker):
         client.io_timeout = self.body_idle_timeout
         self._gather(TConn(self.cfg, client, addr, listener.getsockname()))
 
-    def _gather(self, conn: TConn) -> None:
+    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
+        """A kept-alive connection sends its next request: gather it."""
+        if not self.gather:
+            super().on_client_socket_readable(conn, client)
+            return
+        self.keepalived_conns.remove(conn)
+        self._gather(conn, registered=True)
+
+    def _gather(self, conn: TConn, registered: bool = False) -> None:
         leftover = conn.parser.unreader.take_buffered() if conn.parser else b''
         conn.head = bytearray(leftover)
         conn.need = None
         conn.deadline = time.monotonic() + self.header_timeout
         conn.sock.setblocking(False)
         self.gathering[conn] = None
-        self.poller.register(
-            conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn)
-        )
+        callback = partial(self._on_readable, conn)
+        if registered:  # one epoll_ctl instead of two
+            self.poller.modify(conn.sock, selectors.EVENT_READ, callback)
+        else:
+            self.poller.register(conn.sock, selectors.EVENT_READ, callback)
         if conn.head:
             self._check(conn)
         if conn in self.gathering:
