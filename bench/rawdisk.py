@@ -16,8 +16,9 @@ from pathlib import Path
 MiB = 1 << 20
 
 
-def durable_loop(root: Path, seconds: float, size: int = 1024) -> float:
-    """Files per second of the single-thread write+fsync+rename+fsync(dir) loop."""
+def durable_loop(root: Path, seconds: float, size: int = 1024) -> tuple[float, int]:
+    """Files per second of the single-thread write+fsync+rename+fsync(dir) loop,
+    and how many files it wrote."""
     tmp, shards = root / 'tmp', [root / f'{i:02x}' for i in range(256)]
     tmp.mkdir(parents=True, exist_ok=True)
     for shard in shards:
@@ -41,7 +42,7 @@ def durable_loop(root: Path, seconds: float, size: int = 1024) -> float:
         count += 1
     rate = count / (time.perf_counter() - started)
     shutil.rmtree(root, ignore_errors=True)
-    return rate
+    return rate, count
 
 
 def write_file(root: Path, size: int, fsync: bool = True) -> float:
