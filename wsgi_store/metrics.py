@@ -45,6 +45,7 @@ BUCKETS = (
 UPLOADS = frozenset({('POST', '/'), ('POST', '/files'), ('PUT', '/files/{file_hash}')})
 DOWNLOADS = frozenset({('GET', '/'), ('GET', '/files/{file_hash}')})
 DELETES = frozenset({('DELETE', '/'), ('DELETE', '/files/{file_hash}')})
+TUS_ROUTES = frozenset({'/uploads', '/uploads/{upload_id}'})
 _BODY_METHODS = frozenset(method for method, _ in UPLOADS)
 
 
@@ -140,6 +141,7 @@ class Metrics:
         self.mismatches = _counter(
             'digest_mismatches', 'Uploads refused: body differs from its digest.', own
         )
+        self.tus = TusCounters(own)
 
     @classmethod
     def from_config(cls, config: Config) -> Metrics:
@@ -151,6 +153,49 @@ class Metrics:
         """The exposition for a scrape: body and Content-Type (negotiated)."""
         encoder, content_type = choose_encoder(accept or '')
         return encoder(self.registry), content_type
+
+
+class TusCounters:
+    """Resumable uploads (``/uploads``): created, completed, expired, bytes.
+
+    ``expired`` counts the uploads the service saw expire: the first request (in
+    any worker) that finds an upload past ``Upload-Expires`` answers ``410`` and
+    counts it once. ``filestorectl gc`` runs in a process of its own and prints
+    how many it removed; an upload nobody asked about again is not counted here.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.created = _counter(
+            'tus_uploads_created', 'Resumable uploads created.', registry
+        )
+        self.completed = _counter(
+            'tus_uploads_completed',
+            'Resumable uploads whose last byte arrived and became an object.',
+            registry,
+        )
+        self.expired = _counter(
+            'tus_uploads_expired',
+            'Resumable uploads the service found expired (counted once each).',
+            registry,
+        )
+        self.bytes = _counter(
+            'tus_upload_bytes',
+            'Bytes appended to resumable uploads (acknowledged offsets).',
+            registry,
+        )
+
+    def count(self, resp: falcon.Response) -> None:
+        """Count what the tus resource marked on ``resp.context``."""
+        context = resp.context
+        if getattr(context, 'tus_created', False):
+            self.created.inc()
+        if getattr(context, 'tus_completed', False):
+            self.completed.inc()
+        if getattr(context, 'tus_expired', False):
+            self.expired.inc()
+        appended = getattr(context, 'tus_bytes', 0)
+        if appended:
+            self.bytes.inc(appended)
 
 
 def _counter(name: str, doc: str, registry: CollectorRegistry | None) -> Counter:
@@ -229,6 +274,8 @@ class MetricsMiddleware:
             self._count_upload(req, resp, status)
         elif op in DELETES and status == 200:
             self.metrics.deleted.inc()
+        elif route in TUS_ROUTES:
+            self.metrics.tus.count(resp)
 
     def _count_download(self, resp: falcon.Response, status: int) -> None:
         length = resp.content_length if status in (200, 206) else None

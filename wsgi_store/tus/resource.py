@@ -1,7 +1,8 @@
 """Falcon resources for tus 1.0.0: ``/uploads`` and ``/uploads/{upload_id}``.
 
 For metrics, answers mark ``resp.context.tus_created``, ``tus_completed`` (an
-object was stored) and ``tus_bytes`` (bytes appended by this request).
+object was stored), ``tus_bytes`` (bytes appended by this request) and
+``tus_expired`` (the first answer, in any process, that found the upload expired).
 
 Thin responders: parse the headers (:mod:`.headers`), act on the upload state
 (:mod:`.sessions`, :mod:`.transfer`, :mod:`.complete`), set the answer. The
@@ -72,6 +73,16 @@ class Tus:
                 raise BadRequest(f'two different {exp.algorithm} hashes announced')
             found[exp.algorithm] = exp.digest.hex()
         return found
+
+    def load_live(
+        self, req: falcon.Request, resp: falcon.Response, upload_id: str
+    ) -> UploadInfo:
+        """The caller's live upload; marks the first 410 of each for metrics."""
+        try:
+            return self.uploads.load_live(upload_id, self.owner(req))
+        except h.Gone as gone:
+            resp.context.tus_expired = getattr(gone, 'first_seen', False)
+            raise
 
     # -- answers -----------------------------------------------------------------
     def patch(
@@ -259,9 +270,7 @@ class UploadResource:
     def on_head(
         self, req: falcon.Request, resp: falcon.Response, upload_id: str
     ) -> None:
-        info = self.tus.settle(
-            self.tus.uploads.load_live(upload_id, self.tus.owner(req))
-        )
+        info = self.tus.settle(self.tus.load_live(req, resp, upload_id))
         resp.cache_control = ['no-store']
         self.tus.describe(resp, info, head=True)
 
@@ -274,7 +283,7 @@ class UploadResource:
         offset = h.parse_count(req.get_header('Upload-Offset'), 'Upload-Offset')
         if offset is None:
             raise BadRequest('PATCH needs an Upload-Offset header')
-        info = self.tus.uploads.load_live(upload_id, self.tus.owner(req))
+        info = self.tus.load_live(req, resp, upload_id)
         if info.concat == 'final':
             raise h.ForbiddenPatch('a final (concatenated) upload cannot be patched')
         self.tus.patch(req, resp, info, offset)

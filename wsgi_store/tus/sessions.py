@@ -43,6 +43,8 @@ from .headers import Gone, Locked, is_upload_id
 logger = logging.getLogger(__name__)
 
 INFO, DATA, OFFSET = 'info.json', 'data', 'offset'
+EXPIRED = 'expired'  # marker: the service has seen this upload expire (metrics)
+_CREATE_ONCE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _RECORD = 21  # 20 digits and a newline
 LOCK_WAIT = 5.0  # seconds a writer waits for an earlier PATCH to let go
 
@@ -112,9 +114,20 @@ class UploadStore:
     def load_live(self, upload_id: str, owner: str) -> UploadInfo:
         """Like :meth:`load`, but 410 once the upload has expired."""
         info = self.load(upload_id, owner)
-        if self.expires(upload_id) <= time.time():
-            raise Gone(f'the upload expired at {time.ctime(self.expires(upload_id))}')
+        expires = self.expires(upload_id)
+        if expires <= time.time():
+            gone = Gone(f'the upload expired at {time.ctime(expires)}')
+            gone.first_seen = self._mark_expired(upload_id)  # type: ignore[attr-defined]
+            raise gone
         return info
+
+    def _mark_expired(self, upload_id: str) -> bool:
+        """True for the first request (any process) to find the upload expired."""
+        try:
+            os.close(os.open(self.path(upload_id, EXPIRED), _CREATE_ONCE, 0o640))
+        except (FileExistsError, FileNotFoundError, NotADirectoryError):
+            return False
+        return True
 
     def save(self, info: UploadInfo) -> None:
         """Replace ``info.json`` atomically and durably."""
