@@ -20,6 +20,7 @@ from tests import s3env
 from tests.streams import BreakingStream
 from wsgi_store.backends.s3 import S3Backend
 from wsgi_store.digests import Expectation
+from wsgi_store.verify import hash_object
 from wsgi_store.errors import (
     BackendUnavailable,
     DigestMismatch,
@@ -55,7 +56,7 @@ def calls(backend: S3Backend) -> Counter[str]:
     def count(model: object, **_: object) -> None:
         seen[model.name] += 1  # type: ignore[attr-defined]
 
-    backend._client().meta.events.register('before-call.s3', count)
+    backend.client.get().meta.events.register('before-call.s3', count)
     return seen
 
 
@@ -78,7 +79,7 @@ def test_round_trip(backend: S3Backend, calls: Counter[str], size: int) -> None:
     assert backend.stat(result.hash).mtime > time.time() - 3600
     with backend.open(result.hash) as f:
         assert f.read() == data
-    assert backend.hash_object(result.hash) == result.hash
+    assert hash_object(backend, result.hash) == (result.hash, size)
     assert leftovers(backend) == ([backend.key_for(result.hash)], [])
     if size > PART:
         assert calls['UploadPart'] == 3 and calls['CopyObject'] == 1
@@ -221,7 +222,7 @@ def test_sweep_temp(backend: S3Backend) -> None:
 def test_large_objects_use_a_multipart_copy(
     backend: S3Backend, calls: Counter[str]
 ) -> None:
-    backend.copy_limit = PART  # stands in for CopyObject's 5 GiB limit
+    backend.writer.copy_limit = PART  # stands in for CopyObject's 5 GiB limit
     data = os.urandom(2 * PART + 3)
     digest = backend.put(io.BytesIO(data)).hash
     assert calls['UploadPartCopy'] >= 2 and calls['CopyObject'] == 0
@@ -257,13 +258,13 @@ def test_ready_check(backend: S3Backend) -> None:
 
 
 def _child_uses_own_client(backend: S3Backend, parent_client: int, digest: str) -> None:
-    own = backend._client()
+    own = backend.client.get()
     os._exit(0 if id(own) != parent_client and backend.exists(digest) else 1)
 
 
 def test_a_forked_process_gets_its_own_client(backend: S3Backend) -> None:
     digest = backend.put(io.BytesIO(b'shared')).hash
-    parent = id(backend._client())
+    parent = id(backend.client.get())
     child = multiprocessing.get_context('fork').Process(
         target=_child_uses_own_client, args=(backend, parent, digest)
     )
@@ -313,8 +314,8 @@ def test_bad_credentials_are_a_logged_configuration_error(
 
 
 def test_part_size_grows_to_fit_the_part_limit(backend: S3Backend) -> None:
-    assert backend._part_limit(0) == backend._part_limit(1999) == PART
-    assert backend._part_limit(2000) == 2 * PART
+    assert backend.writer.part_limit(0) == backend.writer.part_limit(1999) == PART
+    assert backend.writer.part_limit(2000) == 2 * PART
 
 
 @pytest.mark.parametrize('size', [0, 1, 1000, 1001, MiB])
@@ -364,3 +365,31 @@ def test_temp_names_lists_temp_keys_and_pending_uploads(backend: S3Backend) -> N
     small = backend.stage(io.BytesIO(b'small'))  # held in memory: nothing remote
     assert backend.temp_names() == ['upload:tmp/pending']
     backend.discard(small)
+
+
+def test_the_writer_and_the_lister_work_without_the_backend(prefix: str) -> None:
+    """The collaborators need only a client wrapper: no S3Backend, no metadata."""
+    from wsgi_store.backends.s3_client import S3Client
+    from wsgi_store.backends.s3_listing import S3Lister
+    from wsgi_store.backends.s3_writes import S3Writer
+
+    client = S3Client(s3env.bucket(), lambda kind: s3env.client())
+    where = prefix + '/'
+    writer = S3Writer(
+        client,
+        prefix=where,
+        algorithm='sha256',
+        part_bytes=PART,
+        chunk_bytes=MiB,
+        copy_limit=PART,
+    )
+    lister = S3Lister(client, prefix=where, hex_length=64)
+    small, large = b'small', os.urandom(PART + 1)
+    staged = writer.stage(io.BytesIO(large))
+    assert lister.temp_names()  # the multipart upload's temporary key
+    results = [writer.commit(staged), writer.commit(writer.stage(io.BytesIO(small)))]
+    assert [r.hash for r in results] == [sha256(large), sha256(small)]
+    assert list(lister.iter_hashes()) == sorted(r.hash for r in results)
+    assert lister.temp_names() == [] and lister.sweep_temp(0) == 0
+    assert s3env.list_keys(prefix) == sorted(writer.key_for(r.hash) for r in results)
+    client.close()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
-from ..errors import StoreMismatch
 from . import fstemp
+from .storemeta import LAYOUT_VERSION, META_NAME, check_document, new_document
 
-LAYOUT_VERSION = 1
-META_NAME = 'wsgi-store.json'
+__all__ = ['LAYOUT_VERSION', 'META_NAME', 'SHARDS', 'init_layout']
+
 SHARDS = [f'{i:02x}' for i in range(256)]
 
 
@@ -24,37 +23,19 @@ def init_layout(root: Path, algorithm: str) -> None:
     meta_path = root / META_NAME
     root.mkdir(parents=True, exist_ok=True)
     if meta_path.exists():
-        _check(root, json.loads(meta_path.read_text()), algorithm)
+        meta = json.loads(meta_path.read_text())
+        check_document(meta, algorithm, str(root), 'another store directory')
     for name in [*SHARDS, 'tmp']:
         (root / name).mkdir(mode=0o750, exist_ok=True)
     if meta_path.exists():
         return
-    doc = {
-        'algorithm': algorithm,
-        'layout': LAYOUT_VERSION,
-        'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-    }
     # Locked like an upload's temp file: another instance's sweep skips it.
     tmp = fstemp.create_locked(f'{root}/tmp/', '.meta')
     try:
-        os.write(tmp.fd, (json.dumps(doc, indent=1) + '\n').encode())
+        os.write(tmp.fd, new_document(algorithm))
         os.link(tmp.path, meta_path)  # first writer wins, never overwritten
     except FileExistsError:
         pass
     finally:
         tmp.remove()
     init_layout(root, algorithm)  # re-check what won the race
-
-
-def _check(root: Path, meta: dict, algorithm: str) -> None:
-    if meta.get('algorithm') != algorithm:
-        raise StoreMismatch(
-            f'the store at {root} uses {meta.get("algorithm")}, not '
-            f'{algorithm}; start with --hash {meta.get("algorithm")} '
-            'or use another store directory'
-        )
-    if meta.get('layout') != LAYOUT_VERSION:
-        raise StoreMismatch(
-            f'the store at {root} has layout '
-            f'{meta.get("layout")}, this version reads {LAYOUT_VERSION}'
-        )

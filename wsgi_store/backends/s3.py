@@ -1,13 +1,15 @@
 """The S3 backend: the object ``abcdef...`` is ``PREFIX/ab/abcdef...`` in one bucket.
 
-The backend is split by job; this module holds the class, its layout and reads:
+This module holds the backend (its settings, the store's metadata, reads) and
+hands the rest to collaborators, each testable alone:
 
-* :mod:`.s3_writes`: the write path (one PutObject for a body smaller than a part,
-  else a multipart upload to a temporary key, a server-side copy and a delete);
-* :mod:`.s3_listing`: listing stored hashes and temporary uploads, and their sweep;
-* :mod:`.s3_io`: the buffered upload part and the download reader;
-* :mod:`.s3_client`: boto3 clients per process (created after fork) and the
-  translation of botocore's errors into :mod:`wsgi_store.errors`.
+* :class:`.s3_client.S3Client`: boto3 clients per process (created after fork)
+  and the translation of botocore's errors into :mod:`wsgi_store.errors`;
+* :class:`.s3_writes.S3Writer`: the write path (one PutObject for a body smaller
+  than a part, else a multipart upload to a temporary key, a server-side copy
+  and a delete);
+* :class:`.s3_listing.S3Lister`: stored hashes and temporary uploads, and their sweep;
+* :mod:`.s3_io`: the buffered upload part and the download reader.
 
 Credentials come only from the standard AWS chain (environment, shared files,
 instance roles) and are never logged.
@@ -15,22 +17,22 @@ instance roles) and are never logged.
 
 from __future__ import annotations
 
+import functools
 import io
-import json
 import logging
 import secrets
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from ..digests import hex_length, new_hasher
-from ..errors import BackendUnavailable, NotFound, RangeNotSatisfiable, StoreMismatch
-from .base import Backend, Download, ObjectInfo, ReadyCheck
-from .fs import LAYOUT_VERSION, META_NAME
-from .s3_client import ProcessClients, new_client, translate_errors
+from ..digests import Readable, hex_length
+from ..errors import BackendUnavailable, NotFound, RangeNotSatisfiable
+from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
+from .s3_client import S3Client, new_client
 from .s3_io import S3Reader, total_size
-from .s3_listing import S3Listing
-from .s3_writes import S3Writes
+from .s3_listing import S3Lister
+from .s3_writes import S3Writer
+from .storemeta import META_NAME, check_document, new_document, parse_document
 
 __all__ = ['COPY_LIMIT', 'MIN_PART_BYTES', 'MiB', 'S3Backend', 'S3Reader']
 
@@ -41,7 +43,7 @@ MIN_PART_BYTES = 5 * MiB  # S3's smallest part (except the last one)
 COPY_LIMIT = 5 << 30  # CopyObject's largest source; above it, a multipart copy
 
 
-class S3Backend(S3Writes, S3Listing, Backend):
+class S3Backend(Backend):
     """Objects in an S3 bucket under ``PREFIX/``, sharded like the filesystem store."""
 
     name = 's3'
@@ -74,17 +76,35 @@ class S3Backend(S3Writes, S3Listing, Backend):
         self.algorithm = algorithm
         self.hex_length = hex_length(algorithm)  # also validates the name
         self.endpoint_url = endpoint_url
-        self.region = region
-        self.addressing_style = addressing_style
         self.part_bytes = part_bytes
         self.chunk_bytes = chunk_bytes
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.max_attempts = max_attempts
         self.presign_seconds = presign_seconds
-        self.copy_limit = COPY_LIMIT
-        self._clients = ProcessClients(self._new_client)
-        self._store_checked = False
+        make = functools.partial(
+            new_client,
+            endpoint_url=endpoint_url,
+            region=region,
+            addressing_style=addressing_style,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+        )
+        self.client = S3Client(
+            bucket,
+            lambda kind: make(probe=kind == 'probe'),
+            endpoint_url=endpoint_url,
+            check=self.check_store,
+        )
+        self.writer = S3Writer(
+            self.client,
+            prefix=self.prefix,
+            algorithm=algorithm,
+            part_bytes=part_bytes,
+            chunk_bytes=chunk_bytes,
+            copy_limit=COPY_LIMIT,
+        )
+        self.lister = S3Lister(
+            self.client, prefix=self.prefix, hex_length=self.hex_length
+        )
         if check:
             self._check_at_start()
 
@@ -113,38 +133,10 @@ class S3Backend(S3Writes, S3Listing, Backend):
         where = self.endpoint_url or 'AWS'
         return f'S3Backend({where} bucket={self.bucket!r} prefix={self.prefix!r})'
 
-    # -- clients -------------------------------------------------------------
-    def _client(self, kind: str = 'main') -> Any:
-        """This process's client (``probe``: one attempt, for readiness checks)."""
-        return self._clients.get(kind)
-
-    def _new_client(self, kind: str) -> Any:
-        return new_client(
-            endpoint_url=self.endpoint_url,
-            region=self.region,
-            addressing_style=self.addressing_style,
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            max_attempts=self.max_attempts,
-            probe=kind == 'probe',
-        )
-
-    def _s3(self) -> Any:
-        """The client, once the store's settings have been checked."""
-        if not self._store_checked:
-            self.check_store()
-        return self._client()
-
-    def _errors(self, action: str, missing: str = '') -> AbstractContextManager[None]:
-        """Turn botocore's exceptions into :mod:`wsgi_store.errors`."""
-        return translate_errors(
-            action, missing, bucket=self.bucket, endpoint_url=self.endpoint_url
-        )
-
     # -- layout --------------------------------------------------------------
     def key_for(self, hex_hash: str) -> str:
         """The object's key. ``hex_hash`` must already be validated."""
-        return f'{self.prefix}{hex_hash[:2]}/{hex_hash}'
+        return self.writer.key_for(hex_hash)
 
     @property
     def meta_key(self) -> str:
@@ -167,65 +159,34 @@ class S3Backend(S3Writes, S3Listing, Backend):
         """
         meta = self._read_meta()
         if meta is None:
-            doc = {
-                'algorithm': self.algorithm,
-                'layout': LAYOUT_VERSION,
-                'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-            }
-            with self._errors('write the store metadata'):
-                self._client().put_object(
+            doc = new_document(self.algorithm)
+            with self.client.errors('write the store metadata'):
+                self.client.get().put_object(
                     Bucket=self.bucket,
                     Key=self.meta_key,
-                    Body=json.dumps(doc, indent=1).encode() + b'\n',
+                    Body=doc,
                     ContentType='application/json',
                 )
-            meta = self._read_meta() or doc  # re-check what won a race
+            meta = self._read_meta() or parse_document(doc, self.meta_key)  # a race?
         where = f's3://{self.bucket}/{self.prefix}'
-        if meta.get('algorithm') != self.algorithm:
-            raise StoreMismatch(
-                f'the store at {where} uses {meta.get("algorithm")}, not '
-                f'{self.algorithm}; start with --hash {meta.get("algorithm")} or use '
-                'another prefix'
-            )
-        if meta.get('layout') != LAYOUT_VERSION:
-            raise StoreMismatch(
-                f'the store at {where} has layout {meta.get("layout")}, this version '
-                f'reads {LAYOUT_VERSION}'
-            )
-        self._store_checked = True
+        check_document(meta, self.algorithm, where, 'another prefix')
+        self.client.checked = True
 
     def _read_meta(self) -> dict[str, Any] | None:
         try:
-            with self._errors('read the store metadata', missing='no metadata'):
-                body = self._client().get_object(Bucket=self.bucket, Key=self.meta_key)
+            with self.client.errors('read the store metadata', missing='no metadata'):
+                body = self.client.get().get_object(
+                    Bucket=self.bucket, Key=self.meta_key
+                )
                 raw = body['Body'].read()
         except NotFound:
             return None
-        try:
-            meta = json.loads(raw)
-        except ValueError:
-            meta = None
-        if not isinstance(meta, dict):
-            raise StoreMismatch(
-                f'{self.meta_key} is not a wsgi-store metadata document'
-            )
-        return meta
+        return parse_document(raw, self.meta_key)
 
     # -- reads ---------------------------------------------------------------
-    def _head(self, key: str, missing: str) -> dict[str, Any]:
-        with self._errors('read object metadata', missing=missing):
-            reply: dict[str, Any] = self._s3().head_object(Bucket=self.bucket, Key=key)
-        return reply
-
-    def _exists_key(self, key: str) -> bool:
-        try:
-            self._head(key, missing='absent')
-        except NotFound:
-            return False
-        return True
-
     def stat(self, hex_hash: str) -> ObjectInfo:
-        reply = self._head(self.key_for(hex_hash), missing=f'no object {hex_hash}')
+        key, missing = self.key_for(hex_hash), f'no object {hex_hash}'
+        reply = self.client.head(key, missing)
         mtime = reply['LastModified'].timestamp() if 'LastModified' in reply else 0.0
         return ObjectInfo(hex_hash, int(reply['ContentLength']), mtime)
 
@@ -239,8 +200,8 @@ class S3Backend(S3Writes, S3Listing, Backend):
             return Download(self.stat(hex_hash))
         missing = f'no object {hex_hash}'
         try:
-            with self._errors('read an object', missing=missing):
-                reply = self._s3().get_object(
+            with self.client.errors('read an object', missing=missing):
+                reply = self.client.use().get_object(
                     Bucket=self.bucket,
                     Key=self.key_for(hex_hash),
                     Range=f'bytes=0-{inline_limit - 1}',
@@ -253,7 +214,7 @@ class S3Backend(S3Writes, S3Listing, Backend):
         if int(reply['ContentLength']) > inline_limit:  # a server ignoring Range
             reply['Body'].close()
             return Download(info)
-        with self._errors('read an object'):
+        with self.client.errors('read an object'):
             data = reply['Body'].read()
         return Download(info, data if len(data) == size else None)
 
@@ -265,53 +226,75 @@ class S3Backend(S3Writes, S3Listing, Backend):
         params = {'Bucket': self.bucket, 'Key': self.key_for(hex_hash)}
         if start or end is not None:
             params['Range'] = f'bytes={start}-{"" if end is None else end - 1}'
-        with self._errors('read an object', missing=f'no object {hex_hash}'):
-            reply = self._s3().get_object(**params)
-        return S3Reader(reply['Body'], self._errors)  # type: ignore[return-value]
+        with self.client.errors('read an object', missing=f'no object {hex_hash}'):
+            reply = self.client.use().get_object(**params)
+        return S3Reader(reply['Body'], self.client.errors)  # type: ignore[return-value]
 
     def delete(self, hex_hash: str) -> None:
         key = self.key_for(hex_hash)
-        self._head(key, missing=f'no object {hex_hash}')  # DeleteObject never says
-        with self._errors('delete an object'):
-            self._s3().delete_object(Bucket=self.bucket, Key=key)
+        self.client.head(key, f'no object {hex_hash}')  # DeleteObject never says
+        with self.client.errors('delete an object'):
+            self.client.use().delete_object(Bucket=self.bucket, Key=key)
 
     def presign_get(self, hex_hash: str) -> str:
         """A presigned GetObject URL valid for ``presign_seconds`` (for 307s)."""
-        with self._errors('presign a URL'):
-            return self._s3().generate_presigned_url(  # type: ignore[no-any-return]
+        with self.client.errors('presign a URL'):
+            return self.client.use().generate_presigned_url(  # type: ignore[no-any-return]
                 'get_object',
                 Params={'Bucket': self.bucket, 'Key': self.key_for(hex_hash)},
                 ExpiresIn=self.presign_seconds,
             )
 
-    def hash_object(self, hex_hash: str) -> str:
-        """Re-hash a stored object by streaming it (for ``filestorectl verify``)."""
-        hasher = new_hasher(self.algorithm)
-        with self.open(hex_hash) as f:
-            while chunk := f.read(self.chunk_bytes):
-                hasher.update(chunk)
-        return hasher.hexdigest()
-
     def ready_checks(self) -> list[ReadyCheck]:
         """One cheap HeadBucket, a single attempt with short timeouts."""
         where = f'bucket {self.bucket} at {self.endpoint_url or "AWS"}'
         try:
-            with self._errors('reach the bucket'):
-                self._client('probe').head_bucket(Bucket=self.bucket)
+            with self.client.errors('reach the bucket'):
+                self.client.get('probe').head_bucket(Bucket=self.bucket)
         except BackendUnavailable as exc:
             return [ReadyCheck('s3', False, f'{where}: {exc.detail}')]
         return [ReadyCheck('s3', True, where)]
 
     def quarantine(self, hex_hash: str) -> str:
         key = self.key_for(hex_hash)
-        reply = self._head(key, missing=f'no object {hex_hash}')
+        reply = self.client.head(key, missing=f'no object {hex_hash}')
         # The random part: a second bad copy within a second must not replace it.
         stamp = f'{int(time.time())}.{secrets.token_hex(4)}'
         target = f'{self.prefix}quarantine/{hex_hash}.{stamp}'
-        self._copy(key, target, int(reply['ContentLength']))
-        with self._errors('delete an object'):
-            self._s3().delete_object(Bucket=self.bucket, Key=key)
+        self.writer.copy(key, target, int(reply['ContentLength']))
+        with self.client.errors('delete an object'):
+            self.client.use().delete_object(Bucket=self.bucket, Key=key)
         return f's3://{self.bucket}/{target}'
 
+    # -- writes and listings: the collaborators ------------------------------
+    def stage(
+        self,
+        source: Readable,
+        *,
+        extra_algorithms: Iterable[str] = (),
+        length: int | None = None,
+        max_bytes: int = 0,
+    ) -> Staged:
+        extra = extra_algorithms
+        return self.writer.stage(
+            source, extra_algorithms=extra, length=length, max_bytes=max_bytes
+        )
+
+    def commit(self, staged: Staged) -> PutResult:
+        return self.writer.commit(staged)
+
+    def discard(self, staged: Staged) -> None:
+        self.writer.discard(staged)
+
+    def iter_hashes(self, after: str = '') -> Iterator[str]:
+        return self.lister.iter_hashes(after)
+
+    def sweep_temp(self, max_age: float = 0.0) -> int:
+        """See :meth:`.s3_listing.S3Lister.sweep_temp` (never 0 outside tests)."""
+        return self.lister.sweep_temp(max_age)
+
+    def temp_names(self) -> list[str]:
+        return self.lister.temp_names()
+
     def close(self) -> None:
-        self._clients.close()
+        self.client.close()

@@ -1,4 +1,4 @@
-"""boto3 clients for the S3 backend, one set per process, and error translation.
+"""The S3 backend's client wrapper: boto3 clients per process, error translation.
 
 Clients are created lazily in the process that uses them and re-created after a
 fork (never shared between gunicorn's master and its workers). Credentials come
@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..errors import BackendUnavailable, NotFound, RangeNotSatisfiable
@@ -96,6 +97,77 @@ class ProcessClients:
             if self._pid == os.getpid():
                 for client in clients.values():
                     client.close()
+
+
+class S3Client:
+    """The S3 backend's one door to S3: this process's clients and error translation.
+
+    Args:
+        bucket: the bucket every call names.
+        factory: ``factory(kind)`` makes a boto3 client (``main`` or ``probe``).
+        endpoint_url: for messages only.
+        check: run once before the first call through :meth:`use` (the store's
+            settings check); :attr:`checked` is set once it passed.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        factory: Callable[[str], Any],
+        *,
+        endpoint_url: str = '',
+        check: Callable[[], None] | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.checked = check is None
+        self._check = check
+        self._clients = ProcessClients(factory)
+
+    def get(self, kind: str = 'main') -> Any:
+        """This process's client (``probe``: one attempt, for readiness checks)."""
+        return self._clients.get(kind)
+
+    def use(self) -> Any:
+        """The client, once the store's settings have been checked."""
+        if not self.checked and self._check is not None:
+            self._check()
+            self.checked = True
+        return self.get()
+
+    def errors(self, action: str, missing: str = '') -> AbstractContextManager[None]:
+        """Turn botocore's exceptions into :mod:`wsgi_store.errors`."""
+        return translate_errors(
+            action, missing, bucket=self.bucket, endpoint_url=self.endpoint_url
+        )
+
+    def head(self, key: str, missing: str) -> dict[str, Any]:
+        """HeadObject; ``NotFound(missing)`` when the key is absent."""
+        with self.errors('read object metadata', missing=missing):
+            reply: dict[str, Any] = self.use().head_object(Bucket=self.bucket, Key=key)
+        return reply
+
+    def exists(self, key: str) -> bool:
+        """Whether the key exists (one HeadObject)."""
+        try:
+            self.head(key, missing='absent')
+        except NotFound:
+            return False
+        return True
+
+    def abort_quietly(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload; one already gone is fine."""
+        with (
+            contextlib.suppress(NotFound),
+            self.errors('abort a multipart upload', missing='gone'),
+        ):
+            self.get().abort_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id
+            )
+
+    def close(self) -> None:
+        """Close this process's clients."""
+        self._clients.close()
 
 
 @contextlib.contextmanager

@@ -1,43 +1,44 @@
-"""The S3 backend's listings: stored hashes, temporary uploads, and their sweep."""
+"""The S3 backend's lister: stored hashes, temporary uploads, and their sweep."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
-from .s3_client import LOGGER_NAME
+from .s3_client import LOGGER_NAME, S3Client
 
 logger = logging.getLogger(LOGGER_NAME)
 
 
-class S3Listing:
-    """The listing half of :class:`~wsgi_store.backends.s3.S3Backend` (a mixin)."""
+class S3Lister:
+    """Lists what is under ``PREFIX/`` and sweeps stale uploads; testable on its own.
 
-    bucket: str
-    prefix: str
-    hex_length: int
+    Args:
+        client: the backend's :class:`~.s3_client.S3Client`.
+        prefix: the store's key prefix (``''`` or ending in ``/``).
+        hex_length: the length of a hash in hex digits (of the store's algorithm).
+    """
 
-    if TYPE_CHECKING:  # provided by S3Backend
+    def __init__(self, client: S3Client, *, prefix: str, hex_length: int) -> None:
+        self.client = client
+        self.bucket = client.bucket
+        self.prefix = prefix
+        self.hex_length = hex_length
 
-        def _s3(self) -> Any: ...
-        def _errors(
-            self, action: str, missing: str = ''
-        ) -> AbstractContextManager[None]: ...
-        def _abort_quietly(self, key: str, upload_id: str) -> None: ...
+    def __repr__(self) -> str:
+        return f's3://{self.bucket}/{self.prefix}'
 
     def iter_hashes(self, after: str = '') -> Iterator[str]:
         # Keys sort like their hashes (the shard is the hash's first two digits).
         start = f'{self.prefix}{after[:2]}/{after}' if len(after) >= 2 else ''
         start = start or self.prefix + after
-        paginator = self._s3().get_paginator('list_objects_v2')
+        paginator = self.client.use().get_paginator('list_objects_v2')
         pages = paginator.paginate(
             Bucket=self.bucket, Prefix=self.prefix, StartAfter=start
         )
-        with self._errors('list objects'):
+        with self.client.errors('list objects'):
             for page in pages:
                 for item in page.get('Contents', ()):
                     name = item['Key'][len(self.prefix) :]
@@ -63,7 +64,7 @@ class S3Listing:
         uploads other nodes are receiving).
         """
         limit = time.time() - max_age
-        with self._errors('sweep temporary uploads'):
+        with self.client.errors('sweep temporary uploads'):
             removed = self._sweep_uploads(limit) + self._sweep_temp_keys(limit)
         if removed:
             logger.info('removed %d stale temporary upload(s) under %s', removed, self)
@@ -72,7 +73,7 @@ class S3Listing:
     def _sweep_uploads(self, limit: float) -> int:
         removed = 0
         pages = (
-            self._s3()
+            self.client.use()
             .get_paginator('list_multipart_uploads')
             .paginate(Bucket=self.bucket, Prefix=self.prefix)
         )
@@ -81,7 +82,7 @@ class S3Listing:
                 if item['Initiated'].timestamp() > limit:
                     continue
                 if self._last_activity(item['Key'], item['UploadId']) <= limit:
-                    self._abort_quietly(item['Key'], item['UploadId'])
+                    self.client.abort_quietly(item['Key'], item['UploadId'])
                     removed += 1
         return removed
 
@@ -89,9 +90,9 @@ class S3Listing:
         """When an upload last received a part (0 when none; inf when gone)."""
         newest = 0.0
         try:
-            with self._errors('list the parts of an upload', missing='gone'):
+            with self.client.errors('list the parts of an upload', missing='gone'):
                 pages = (
-                    self._s3()
+                    self.client.use()
                     .get_paginator('list_parts')
                     .paginate(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 )
@@ -104,7 +105,7 @@ class S3Listing:
 
     def _sweep_temp_keys(self, limit: float) -> int:
         removed = 0
-        client = self._s3()
+        client = self.client.use()
         pages = client.get_paginator('list_objects_v2').paginate(
             Bucket=self.bucket, Prefix=self.prefix + 'tmp/'
         )
@@ -121,10 +122,10 @@ class S3Listing:
         A staged body smaller than one part lives in the staging process's memory
         only, so it is not listed (and nothing of it can leak).
         """
-        client = self._s3()
+        client = self.client.use()
         cut = len(self.prefix)
         names = []
-        with self._errors('list temporary uploads'):
+        with self.client.errors('list temporary uploads'):
             pages = client.get_paginator('list_objects_v2').paginate(
                 Bucket=self.bucket, Prefix=self.prefix + 'tmp/'
             )

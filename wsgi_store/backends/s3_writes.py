@@ -16,41 +16,52 @@ upload and deletes the temporary key.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
 
 from ..digests import Readable, copy_stream
-from ..errors import BackendUnavailable, NotFound
+from ..errors import BackendUnavailable
 from .base import PutResult, Staged
-from .s3_client import LOGGER_NAME
+from .s3_client import LOGGER_NAME, S3Client
 from .s3_io import _Chunks, _Upload
 
 logger = logging.getLogger(LOGGER_NAME)
 
 
-class S3Writes:
-    """The write half of :class:`~wsgi_store.backends.s3.S3Backend` (a mixin)."""
+class S3Writer:
+    """Stages bodies and commits them under ``PREFIX/``; testable on its own.
 
-    bucket: str
-    prefix: str
-    algorithm: str
-    part_bytes: int
-    chunk_bytes: int
-    copy_limit: int
+    Args:
+        client: the backend's :class:`~.s3_client.S3Client`.
+        prefix: the store's key prefix (``''`` or ending in ``/``).
+        algorithm: the store's hash algorithm (an object's key is its digest).
+        part_bytes: the buffer, and the size of a multipart upload's parts.
+        chunk_bytes: how much is read from a body at a time.
+        copy_limit: CopyObject's largest source; above it, a multipart copy.
+    """
 
-    if TYPE_CHECKING:  # provided by S3Backend
+    def __init__(
+        self,
+        client: S3Client,
+        *,
+        prefix: str,
+        algorithm: str,
+        part_bytes: int,
+        chunk_bytes: int,
+        copy_limit: int,
+    ) -> None:
+        self.client = client
+        self.bucket = client.bucket
+        self.prefix = prefix
+        self.algorithm = algorithm
+        self.part_bytes = part_bytes
+        self.chunk_bytes = chunk_bytes
+        self.copy_limit = copy_limit
 
-        def _client(self, kind: str = 'main') -> Any: ...
-        def _s3(self) -> Any: ...
-        def _errors(
-            self, action: str, missing: str = ''
-        ) -> AbstractContextManager[None]: ...
-        def _exists_key(self, key: str) -> bool: ...
-        def key_for(self, hex_hash: str) -> str: ...
+    def key_for(self, hex_hash: str) -> str:
+        """The object's key. ``hex_hash`` must already be validated."""
+        return f'{self.prefix}{hex_hash[:2]}/{hex_hash}'
 
     def stage(
         self,
@@ -60,7 +71,7 @@ class S3Writes:
         length: int | None = None,
         max_bytes: int = 0,
     ) -> Staged:
-        self._s3()
+        self.client.use()
         upload = _Upload()
         try:
             result = copy_stream(
@@ -84,25 +95,25 @@ class S3Writes:
         # Chunks are kept, not copied (a source may reuse a writable buffer).
         upload.buffer.append(view if view.readonly else memoryview(bytes(view)))
         upload.buffered += len(view)
-        if upload.buffered >= self._part_limit(len(upload.parts)):
+        if upload.buffered >= self.part_limit(len(upload.parts)):
             self._send_part(upload)
 
-    def _part_limit(self, parts_sent: int) -> int:
+    def part_limit(self, parts_sent: int) -> int:
         # Parts grow every 2000 so that an upload of unknown length fits in
         # S3's 10,000 parts (31x the part size times 2000 in all).
         return self.part_bytes << (parts_sent // 2000)
 
     def _send_part(self, upload: _Upload) -> None:
-        client = self._client()
+        client = self.client.get()
         if not upload.upload_id:
             upload.temp_key = f'{self.prefix}tmp/{secrets.token_hex(16)}'
-            with self._errors('start a multipart upload'):
+            with self.client.errors('start a multipart upload'):
                 reply = client.create_multipart_upload(
                     Bucket=self.bucket, Key=upload.temp_key
                 )
             upload.upload_id = reply['UploadId']
         number = len(upload.parts) + 1
-        with self._errors(f'upload part {number}'):
+        with self.client.errors(f'upload part {number}'):
             reply = client.upload_part(
                 Bucket=self.bucket,
                 Key=upload.temp_key,
@@ -116,8 +127,8 @@ class S3Writes:
     def _finish_multipart(self, upload: _Upload) -> None:
         if upload.buffered:
             self._send_part(upload)
-        with self._errors('complete a multipart upload'):
-            self._client().complete_multipart_upload(
+        with self.client.errors('complete a multipart upload'):
+            self.client.get().complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=upload.temp_key,
                 UploadId=upload.upload_id,
@@ -129,12 +140,12 @@ class S3Writes:
         upload: _Upload = staged.handle
         key = self.key_for(staged.hash)
         try:
-            created = not self._exists_key(key)
+            created = not self.client.exists(key)
             if created and upload.temp_key:
-                self._copy(upload.temp_key, key, staged.size)
+                self.copy(upload.temp_key, key, staged.size)
             elif created:
-                with self._errors('store the object'):
-                    self._s3().put_object(
+                with self.client.errors('store the object'):
+                    self.client.use().put_object(
                         Bucket=self.bucket, Key=key, Body=_Chunks(upload.buffer)
                     )
         finally:
@@ -151,23 +162,23 @@ class S3Writes:
         if upload is None:
             return
         upload.buffer, upload.buffered = [], 0
-        client = self._client()
+        client = self.client.get()
         try:
             if upload.upload_id:
-                self._abort_quietly(upload.temp_key, upload.upload_id)
+                self.client.abort_quietly(upload.temp_key, upload.upload_id)
                 upload.upload_id = ''
             if upload.temp_key:
-                with self._errors('delete a temporary object'):
+                with self.client.errors('delete a temporary object'):
                     client.delete_object(Bucket=self.bucket, Key=upload.temp_key)
                 upload.temp_key = ''
         except BackendUnavailable as exc:
             logger.warning('left a temporary upload for sweep_temp: %s', exc.detail)
 
-    def _copy(self, source_key: str, key: str, size: int) -> None:
+    def copy(self, source_key: str, key: str, size: int) -> None:
         """Server-side copy; a multipart copy when CopyObject cannot take it."""
-        client = self._s3()
+        client = self.client.use()
         copy_source = {'Bucket': self.bucket, 'Key': source_key}
-        with self._errors('copy an object'):
+        with self.client.errors('copy an object'):
             if size <= self.copy_limit:
                 client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source)
                 return
@@ -182,13 +193,4 @@ class S3Writes:
                     multipart_chunksize=self.part_bytes,
                     max_concurrency=4,
                 ),
-            )
-
-    def _abort_quietly(self, key: str, upload_id: str) -> None:
-        with (
-            contextlib.suppress(NotFound),
-            self._errors('abort a multipart upload', missing='gone'),
-        ):
-            self._client().abort_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id
             )
