@@ -336,7 +336,8 @@ function setup() {
   });
   $('token').value = token();
   if (token()) $('token-box').hidden = false;
-  $('token-save').addEventListener('click', () => {
+  $('token-box').addEventListener('submit', (ev) => {
+    ev.preventDefault(); // Enter in the field or the button: no navigation
     sessionStorage.setItem(TOKEN_KEY, $('token').value.trim());
     for (const e of entries) {
       if (e.waitingForToken) { e.waitingForToken = false; e.start(); }
