@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import selectors
 import socket
@@ -39,112 +38,13 @@ from gunicorn import util
 from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from .clientsocket import HEAD_TIMEOUT, MALFORMED, NO_HOST, DeadlineSocket
 from .config import Config
-from .errors import PROBLEM_JSON, problem
 from .requesthead import MAIN, hopeless, plan
 
 logger = logging.getLogger(__name__)
 
-
-class DeadlineSocket(socket.socket):
-    """A client socket whose blocking mode always carries ``io_timeout``.
-
-    gthread switches sockets to blocking mode (``setblocking(True)``) before
-    parsing, reading bodies and sending responses; here that mode waits at most
-    ``io_timeout`` seconds per operation. A read that times out shuts the
-    connection and reads as end-of-stream, which gunicorn and the app already
-    handle (a short body is refused and its temp file removed); a write that
-    times out raises ``EPIPE``, which gunicorn treats as a client gone.
-    ``socket.sendfile`` keeps working: with a timeout it waits for the socket to
-    be writable before each ``os.sendfile``.
-    """
-
-    io_timeout: float | None = None
-
-    def setblocking(self, flag: bool) -> None:
-        if self.fileno() < 0:
-            # Closed by StoreWorker.handle already: gthread's finish_request
-            # closes it again, and must not count an error for it.
-            return
-        if flag and self.io_timeout:
-            self.settimeout(self.io_timeout)
-        else:
-            super().setblocking(flag)
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        try:
-            return super().recv(bufsize, flags)
-        except TimeoutError:
-            if self.io_timeout is None:
-                raise
-            self._cut('sent nothing')
-            return b''
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        try:
-            return super().send(data, flags)
-        except TimeoutError:
-            raise self._write_timeout() from None
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        try:
-            super().sendall(data, flags)
-        except TimeoutError:
-            raise self._write_timeout() from None
-
-    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        try:
-            return super().sendfile(file, offset, count)
-        except TimeoutError:
-            raise self._write_timeout() from None
-
-    def _write_timeout(self) -> OSError:
-        self._cut('read nothing')
-        return BrokenPipeError(errno.EPIPE, 'client stopped reading')
-
-    def _cut(self, what: str) -> None:
-        try:
-            peer = self.getpeername()
-        except OSError:
-            peer = '?'
-        logger.info(
-            'closing a connection from %s: it %s for %s s', peer, what, self.io_timeout
-        )
-        with contextlib.suppress(OSError):
-            self.shutdown(socket.SHUT_RDWR)
-
-
-def simple_response(status: int, reason: str, body: bytes, ctype: str) -> bytes:
-    """A complete ``Connection: close`` response, for answers the worker gives."""
-    head = (
-        f'HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n'
-        f'Content-Length: {len(body)}\r\nConnection: close\r\n\r\n'
-    )
-    return head.encode('ascii') + body
-
-
-def problem_response(status: int, slug: str, title: str, detail: str) -> bytes:
-    """The app's problem+json format, written by the worker itself."""
-    doc = problem(status, slug, title, detail)
-    body = (json.dumps(doc, separators=(',', ':')) + '\n').encode()
-    return simple_response(status, title, body, PROBLEM_JSON)
-
-
-NO_HOST = problem_response(
-    400,
-    'bad-request',
-    'Bad Request',
-    'an HTTP/1.1 request must carry a Host header (RFC 9112, section 3.2)',
-)
-MALFORMED = problem_response(
-    400, 'bad-request', 'Bad Request', 'the request line or a header is malformed'
-)
-HEAD_TIMEOUT = problem_response(
-    408,
-    'request-timeout',
-    'Request Timeout',
-    'the request was not received in time',
-)
+HEAD_GATHER_CAP = 64 * 1024
 
 
 class StoreWorker(ThreadWorker):
@@ -167,12 +67,14 @@ class StoreWorker(ThreadWorker):
         self.upload_pool: futures.ThreadPoolExecutor | None = None
         # Connections whose next request is being gathered (insertion order).
         self.gathering: dict[TConn, None] = {}
-        # Past this many bytes without a complete head, gunicorn's parser
-        # refuses the request (its own limits), so it gets it at once.
-        self.head_cap = (
+        # Past this many bytes without a complete head, gunicorn's parser gets
+        # the request (and refuses it if its own limits say so). Capped so that
+        # a thousand gathering connections stay within ~64 MiB of buffers.
+        self.head_cap = min(
+            HEAD_GATHER_CAP,
             self.cfg.limit_request_line
             + self.cfg.limit_request_fields * (self.cfg.limit_request_field_size + 2)
-            + 4
+            + 4,
         )
         # TLS and HTTP/2 prior knowledge read the socket before parsing:
         # those connections keep gthread's own path.
@@ -282,7 +184,7 @@ class StoreWorker(ThreadWorker):
                     conn.refuse = True
                     self._dispatch(conn, MAIN)
                 elif len(head) > self.head_cap:
-                    self._dispatch(conn, MAIN)  # gunicorn refuses it at once
+                    self._dispatch(conn, MAIN)
                 return
             conn.lane, conn.need = found
             conn.deadline = time.monotonic() + self.body_idle_timeout
