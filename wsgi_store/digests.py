@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import BadRequest, IncompleteBody, InvalidHash, StoreError, TooLarge
+from .copyinto import SourceError, check_limit, copy_into
+from .errors import BadRequest, IncompleteBody, InvalidHash, StoreError
 
 _HEX = re.compile(r'[0-9a-f]+')
 # RFC 9530 algorithm names -> hashlib names (only the ones we can compute).
@@ -149,10 +150,6 @@ class CopyResult:
         return self.digests[algorithm].hex()
 
 
-class SourceError(IncompleteBody):
-    """Reading the request body failed (the client went away or broke framing)."""
-
-
 def copy_stream(
     source: Readable,
     write: Callable[[memoryview], object],
@@ -164,6 +161,10 @@ def copy_stream(
 ) -> CopyResult:
     """Read ``source`` to its end, hash every chunk and hand it to ``write``.
 
+    A source with ``readinto`` is read into reused buffers (no copy per chunk),
+    and a large body is hashed and written by a helper thread while the next
+    chunk arrives (:mod:`.copyinto`).
+
     Args:
         source: the request body (or any ``read(n)`` object).
         write: consumes each chunk; its exceptions propagate untouched.
@@ -174,6 +175,27 @@ def copy_stream(
     """
     hashers = {name: new_hasher(name) for name in dict.fromkeys(algorithms)}
     updates = [h.update for h in hashers.values()]
+    readinto = getattr(source, 'readinto', None)
+    if readinto is not None:
+        size = copy_into(readinto, write, updates, chunk_bytes, max_bytes, length)
+    else:
+        size = _copy_reads(source, write, updates, chunk_bytes, max_bytes)
+    if length is not None and size != length:
+        raise IncompleteBody(
+            f'the body ended after {size} of the {length} announced bytes',
+            received=size,
+            expected=length,
+        )
+    return CopyResult(size, {name: h.digest() for name, h in hashers.items()})
+
+
+def _copy_reads(
+    source: Readable,
+    write: Callable[[memoryview], object],
+    updates: list[Callable[[Any], None]],
+    chunk_bytes: int,
+    max_bytes: int,
+) -> int:
     size = 0
     while True:
         try:
@@ -188,18 +210,9 @@ def copy_stream(
         if not data:
             break
         size += len(data)
-        if max_bytes and size > max_bytes:
-            raise TooLarge(
-                f'the body exceeds the limit of {max_bytes} bytes', limit=max_bytes
-            )
+        check_limit(size, max_bytes)
         view = memoryview(data)
         for update in updates:
             update(view)
         write(view)
-    if length is not None and size != length:
-        raise IncompleteBody(
-            f'the body ended after {size} of the {length} announced bytes',
-            received=size,
-            expected=length,
-        )
-    return CopyResult(size, {name: h.digest() for name, h in hashers.items()})
+    return size

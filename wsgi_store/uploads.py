@@ -34,6 +34,7 @@ from .digests import (
     normalize_hash,
     parse_digest_header,
 )
+from .directbody import DirectReader, direct_reader
 from .errors import BadRequest, DigestMismatch, IncompleteBody, TooLarge
 
 UNBOUNDED = 1 << 62
@@ -41,13 +42,35 @@ DIGEST_HEADERS = ('Content-Digest', 'Repr-Digest')
 
 
 class BodyReader:
-    """``req.stream`` with the Content-Length and the size limit enforced."""
+    """``req.stream`` with the Content-Length and the size limit enforced.
 
-    def __init__(self, stream: object, length: int | None, max_bytes: int) -> None:
+    With a :class:`~.directbody.DirectReader` it also has ``readinto``: the body
+    then lands in the caller's buffer with no copy through gunicorn's buffers
+    (:func:`~.digests.copy_stream` uses it). ``read`` stays usable either way.
+    """
+
+    def __init__(
+        self,
+        stream: object,
+        length: int | None,
+        max_bytes: int,
+        direct: DirectReader | None = None,
+    ) -> None:
         self._read = stream.read  # type: ignore[attr-defined]
+        self._stream = stream
         self.length = length
         self.max_bytes = max_bytes
         self.received = 0
+        if direct is not None:
+            self._direct = direct
+            self.readinto = self._readinto
+
+    def _readinto(self, view: memoryview) -> int:
+        got = self._direct.readinto(view)
+        self.received += got
+        _credit(self._stream, got)
+        self._check(got)
+        return got
 
     def read(self, size: int = -1) -> bytes:
         if self.length is not None:
@@ -57,19 +80,30 @@ class BodyReader:
             size = left if size is None or size < 0 else min(size, left)
         data = self._read(size)
         self.received += len(data)
+        self._check(len(data))
+        return data
+
+    def _check(self, got: int) -> None:
         if self.max_bytes and self.received > self.max_bytes:
             raise TooLarge(
                 f'the body exceeds the limit of {self.max_bytes} bytes',
                 limit=self.max_bytes,
             )
-        if not data and self.length is not None and self.received < self.length:
+        if not got and self.length is not None and self.received < self.length:
             raise IncompleteBody(
                 f'the body ended after {self.received} of the {self.length} announced '
                 'bytes',
                 received=self.received,
                 expected=self.length,
             )
-        return data
+
+
+def _credit(stream: object, count: int) -> None:
+    # NOTE: the metrics middleware wraps req.stream to count the bytes the app
+    # reads; bytes read past it (straight from the socket) are credited here.
+    counted = getattr(stream, 'count', None)
+    if isinstance(counted, int) and not isinstance(counted, bool):
+        stream.count = counted + count  # type: ignore[attr-defined]
 
 
 def body_reader(req: falcon.Request, config: Config) -> BodyReader:
@@ -83,7 +117,8 @@ def body_reader(req: falcon.Request, config: Config) -> BodyReader:
     chunked = 'chunked' in (req.get_header('Transfer-Encoding') or '').lower()
     if length is None and not (chunked or req.env.get('wsgi.input_terminated')):
         length = 0  # no length and no framing: RFC 9112 says the body is empty
-    return BodyReader(req.stream, length, limit)
+    direct = direct_reader(req.env.get('wsgi.input'), length)
+    return BodyReader(req.stream, length, limit, direct)
 
 
 def expectations(

@@ -1,0 +1,121 @@
+"""The upload engine for sources with ``readinto``: reused buffers, two cores.
+
+Each chunk is received into one of two reused buffers, then hashed and written
+from that same memory: no ``bytes`` object per chunk, no copy. For a body of
+more than one chunk, hashing and writing run on a helper thread while the next
+chunk is received into the other buffer (hashlib and ``os.write`` release the
+GIL, and so does ``recv_into``), so receiving overlaps hashing + writeback on a
+second core. At most one chunk is in the helper's hands per upload, so hashers
+see the chunks in order; a buffer is refilled only after its chunk is done.
+
+NOTE: whatever happens (a short body, a limit, a client gone), the helper's
+chunk is waited for before returning: the caller closes the file descriptor
+the helper writes to, and a number reused by another open must never be
+written by a late helper.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from .errors import IncompleteBody, StoreError, TooLarge
+
+HELPERS = 4  # per process: each large upload in flight needs one at a time
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+class SourceError(IncompleteBody):
+    """Reading the request body failed (the client went away or broke framing)."""
+
+
+def check_limit(size: int, max_bytes: int) -> None:
+    """Refuse (413) once more than ``max_bytes`` arrived; 0 = unlimited."""
+    if max_bytes and size > max_bytes:
+        raise TooLarge(
+            f'the body exceeds the limit of {max_bytes} bytes', limit=max_bytes
+        )
+
+
+def _helpers() -> ThreadPoolExecutor:
+    # Created on first use in each process: threads do not survive a fork.
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(HELPERS, thread_name_prefix='upload-hash')
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _consume(
+    updates: list[Callable[[Any], None]],
+    write: Callable[[memoryview], object],
+    chunk: memoryview,
+) -> None:
+    for update in updates:
+        update(chunk)
+    write(chunk)
+
+
+def _fill(readinto: Callable[[memoryview], int], view: memoryview, size: int) -> int:
+    """Read until ``view`` is full or the source ends; bytes read."""
+    got = 0
+    while got < len(view):
+        try:
+            n = readinto(view[got:])
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise SourceError(
+                f'the request body could not be read: {type(exc).__name__}',
+                received=size + got,
+            ) from exc
+        if not n:
+            break
+        got += n
+    return got
+
+
+def copy_into(
+    readinto: Callable[[memoryview], int],
+    write: Callable[[memoryview], object],
+    updates: list[Callable[[Any], None]],
+    chunk_bytes: int,
+    max_bytes: int,
+    length: int | None,
+) -> int:
+    """Receive, hash and write a whole body; the number of bytes."""
+    overlap = length is None or length > chunk_bytes
+    buffers = [memoryview(bytearray(chunk_bytes))]
+    if overlap:
+        buffers.append(memoryview(bytearray(chunk_bytes)))
+    size, turn = 0, 0
+    pending: Future[None] | None = None
+    try:
+        while True:
+            view = buffers[turn]
+            got = _fill(readinto, view, size)
+            if not got:
+                break
+            size += got
+            check_limit(size, max_bytes)
+            chunk = view[:got]
+            if not overlap:
+                _consume(updates, write, chunk)
+                continue
+            if pending is not None:
+                pending.result()  # the other buffer is free again; its errors
+            pending = _helpers().submit(_consume, updates, write, chunk)
+            turn ^= 1
+        if pending is not None:
+            pending, done = None, pending
+            done.result()
+    finally:
+        if pending is not None:
+            pending.exception()  # wait; the error already raising wins
+    return size
