@@ -223,3 +223,26 @@ def test_md5_store_checks_its_own_length(store_dir):
     app.get('/files?after=' + 'a' * 33, status=400)
     h = app.post('/files', b'md5 object').text.strip()
     assert app.get('/files').json['hashes'] == [h]
+
+
+@pytest.mark.parametrize('remote', [False, True])
+def test_find_missing_runs_concurrently_only_for_remote_lookups(fs_backend, remote):
+    """The backend says whether ``exists`` is a network round trip; its name
+    does not matter."""
+    import threading
+
+    from wsgi_store.listing import find_missing
+
+    seen: set[int] = set()
+    real = fs_backend.exists
+
+    def exists(hex_hash: str) -> bool:
+        seen.add(threading.get_ident())
+        return real(hex_hash)
+
+    fs_backend.exists = exists
+    fs_backend.remote_lookups = remote
+    fs_backend.name = 'other'
+    hashes = ['a' * 64, 'b' * 64, 'c' * 64]
+    assert find_missing(fs_backend, hashes) == hashes
+    assert (seen != {threading.get_ident()}) is remote

@@ -18,6 +18,7 @@ from wsgi_store.backends.base import Backend, ObjectInfo, PutResult, Staged
 from wsgi_store.backends.fs import FilesystemBackend
 from wsgi_store.config import Config
 from wsgi_store.errors import NotFound
+from wsgi_store.verify import hash_object, verify_backend
 
 GOOD = [b'first object\n', b'second object\n' * 100, b'']
 
@@ -298,7 +299,7 @@ def test_stats_counts_many_objects_per_shard(config, fs, capsys) -> None:
 
 
 def test_hash_object_streams(fs) -> None:
-    assert maintenance.hash_object(fs, sha256(GOOD[1]), chunk=7) == (
+    assert hash_object(fs, sha256(GOOD[1]), chunk=7) == (
         hashlib.sha256(GOOD[1]).hexdigest(),
         len(GOOD[1]),
     )
@@ -368,9 +369,67 @@ def test_repair_never_quarantines_an_object_replaced_after_hashing(
 
         monkeypatch.setattr(os, 'rename', rename)
     out = io.StringIO()
-    report = maintenance.verify_backend(fs, repair=True, out=out)
+    report = verify_backend(fs, repair=True, out=out)
     assert replaced and report.corrupt == [name]
     assert report.quarantined == []
     assert path.read_bytes() == good
     assert not fs.quarantine_dir.exists() or not any(fs.quarantine_dir.iterdir())
     assert 'left in place' in out.getvalue()
+
+
+# -- capabilities instead of asking which backend it is ----------------------------
+class SpaciousMemory(MemoryBackend):
+    """A non-filesystem backend with the filesystem's capabilities."""
+
+    live_temps_locked = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stray = ['sh/stray.txt']
+        self.swept: list[float] = []
+
+    def sweep_temp(self, max_age: float) -> int:
+        self.swept.append(max_age)
+        return 7
+
+    def space(self):
+        from wsgi_store.backends.base import Space
+
+        return Space(free_bytes=123, free_inodes=45, quarantined=len(self.quarantined))
+
+    def layout_problems(self):
+        from wsgi_store.backends.base import LayoutProblem
+
+        for where in self.stray:
+            yield LayoutProblem(where, where.rpartition('/')[2], 'not an object')
+
+    def quarantine_entry(self, problem) -> str:
+        self.stray.remove(problem.where)
+        return f'memory://quarantine/{problem.name}'
+
+
+def test_stats_ask_the_backend_for_its_space(tmp_path) -> None:
+    stats = maintenance.collect_stats(SpaciousMemory())
+    assert (stats.free_bytes, stats.free_inodes, stats.quarantined) == (123, 45, 0)
+    plain = maintenance.collect_stats(MemoryBackend())
+    assert (plain.free_bytes, plain.free_inodes, plain.quarantined) == (None,) * 3
+
+
+def test_verify_reports_and_repairs_any_backends_layout_problems(capsys) -> None:
+    backend = SpaciousMemory()
+    report = verify_backend(backend, repair=True, progress=False)
+    out = capsys.readouterr().out
+    assert 'MISNAMED sh/stray.txt: not an object' in out
+    assert report.misnamed == ['sh/stray.txt'] and backend.stray == []
+    assert report.quarantined == ['memory://quarantine/stray.txt']
+
+
+def test_sweep_before_start_sweeps_only_where_live_uploads_are_locked() -> None:
+    locked = SpaciousMemory()
+    assert locked.sweep_before_start() == 7 and locked.swept == [0]
+
+    class Unlocked(SpaciousMemory):
+        live_temps_locked = False
+
+    unlocked = Unlocked()
+    assert unlocked.sweep_before_start() == 0 and unlocked.swept == []

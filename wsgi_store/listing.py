@@ -116,7 +116,7 @@ def parse_hashes(doc: object, store: Store) -> list[str]:
 def find_missing(backend: Backend, hashes: Iterable[str]) -> list[str]:
     """The hashes ``backend`` does not hold, in the given order."""
     hashes = list(hashes)
-    if backend.name == 'fs' or len(hashes) < 2:
+    if not backend.remote_lookups or len(hashes) < 2:
         return [h for h in hashes if not backend.exists(h)]
     with ThreadPoolExecutor(min(REMOTE_LOOKUP_THREADS, len(hashes))) as pool:
         present = list(pool.map(backend.exists, hashes))

@@ -11,32 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from .backends import Backend, make_backend
-from .backends.fs import META_NAME, FilesystemBackend
+from .backends import Backend, backend_class, make_backend
+from .backends.storemeta import META_NAME, SHARDS
 from .config import Config, human_bytes
 from .errors import NotFound, StoreError
 from .tus.upkeep import count_uploads, sweep_expired
-from .verify import VerifyReport, hash_object, verify_backend
+from .verify import verify_backend
 
-__all__ = [
-    'VerifyReport',
-    'gc',
-    'hash_object',
-    'human_bytes',
-    'stats',
-    'sweep_on_start',
-    'verify',
-    'verify_backend',
-]
+__all__ = ['StoreStats', 'collect_stats', 'gc', 'stats', 'sweep_on_start', 'verify']
 
 logger = logging.getLogger(__name__)
-
-SHARD_COUNT = 256  # objects live under the first two hex digits of their hash
 
 
 def sweep_on_start(config: Config) -> int:
@@ -45,11 +33,13 @@ def sweep_on_start(config: Config) -> int:
     Safe beside a running instance on the same store: its in-flight uploads are
     locked (see :mod:`wsgi_store.backends.fstemp`) and skipped.
     """
-    if config.backend != 'fs':
-        return 0  # S3 temp keys may belong to other nodes: gc removes old ones
+    if not backend_class(config).live_temps_locked:
+        # S3: temporary keys of other nodes look alike (gc removes old ones), and
+        # no client is made in gunicorn's master.
+        return 0
     backend = make_backend(config)
     try:
-        return backend.sweep_temp(0)
+        return backend.sweep_before_start()
     finally:
         backend.close()
 
@@ -147,16 +137,13 @@ def collect_stats(backend: Backend) -> StoreStats:
         result.objects += 1
         result.bytes += size
         shards[name[:2]] += 1
-    counts = [shards.get(f'{i:02x}', 0) for i in range(SHARD_COUNT)]
+    counts = [shards.get(shard, 0) for shard in SHARDS]
     result.shard_min, result.shard_max = min(counts), max(counts)
-    result.shard_mean = round(sum(counts) / SHARD_COUNT, 2)
+    result.shard_mean = round(sum(counts) / len(SHARDS), 2)
     result.temp_files = len(backend.temp_names())
-    if isinstance(backend, FilesystemBackend):
-        st = os.statvfs(backend.root)
-        result.free_bytes = st.f_bavail * st.f_frsize
-        result.free_inodes = st.f_favail if st.f_files else None
-        qdir = backend.quarantine_dir
-        result.quarantined = len(os.listdir(qdir)) if qdir.is_dir() else 0
+    space = backend.space()
+    result.free_bytes, result.free_inodes = space.free_bytes, space.free_inodes
+    result.quarantined = space.quarantined
     return result
 
 
@@ -196,7 +183,7 @@ def format_stats(s: StoreStats) -> str:
         (
             'per shard',
             f'min {s.shard_min}, max {s.shard_max}, mean {s.shard_mean:g} objects '
-            f'over {SHARD_COUNT} shards',
+            f'over {len(SHARDS)} shards',
         ),
         (
             'free bytes',

@@ -9,21 +9,19 @@ entries that are not objects at all (misnamed files, wrong shard).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
 from tqdm import tqdm
 
 from .backends import Backend
-from .backends.fs import SHARDS, FilesystemBackend
+from .backends.base import hash_stream
 from .config import human_bytes
-from .digests import hex_length, is_object_name, new_hasher
+from .digests import hex_length, is_object_name
 from .errors import NotFound, StoreError
 
 Say = Callable[[str], None]
@@ -80,9 +78,7 @@ def verify_backend(
     """
     report = VerifyReport()
     say = _printer(out)
-    skip: Counter[str] = Counter()
-    if isinstance(backend, FilesystemBackend):
-        skip = _check_fs_layout(backend, report, repair, say)
+    skip = _check_layout(backend, report, repair, say)
     total = sum(1 for _ in backend.iter_hashes())
     bar = tqdm(
         total=total, unit='obj', disable=not progress, file=sys.stderr, leave=True
@@ -173,81 +169,26 @@ def hash_object(
         return hash_stream(f, backend.algorithm, chunk)
 
 
-def hash_stream(f: IO[bytes], algorithm: str, chunk: int = 1 << 20) -> tuple[str, int]:
-    """Hash an open object to its end; return (hexdigest, size)."""
-    hasher = new_hasher(algorithm)
-    size = 0
-    while data := f.read(chunk):
-        hasher.update(data)
-        size += len(data)
-    return hasher.hexdigest(), size
-
-
 def _is_hash(name: str, backend: Backend) -> bool:
     return is_object_name(name, hex_length(backend.algorithm))
 
 
-def _check_fs_layout(
-    backend: FilesystemBackend, report: VerifyReport, repair: bool, say: Say
+def _check_layout(
+    backend: Backend, report: VerifyReport, repair: bool, say: Say
 ) -> Counter[str]:
-    """Report shard entries that are not objects; return the names to skip.
+    """Report entries that are not objects; return the names to skip.
 
-    An entry is an object when it is a regular file (not a symlink) named by
-    lowercase hex of the right length that starts with its shard's name.
-    ``iter_hashes`` still yields such entries when their name has the right
-    length, so they are returned for the main loop to skip once each.
+    ``iter_hashes`` still yields such an entry when its name has a hash's
+    length, so those names are returned for the main loop to skip once each.
     """
     skip: Counter[str] = Counter()
-    for path, reason in _misplaced_entries(backend):
-        report.misnamed.append(str(path))
-        say(f'MISNAMED {path}: {reason}')
-        if len(path.name) == backend.hex_length:
-            skip[path.name] += 1
+    for problem in backend.layout_problems():
+        report.misnamed.append(problem.where)
+        say(f'MISNAMED {problem.where}: {problem.reason}')
+        if len(problem.name) == hex_length(backend.algorithm):
+            skip[problem.name] += 1
         if repair:
-            where = _quarantine_path(backend, path)
-            report.quarantined.append(str(where))
+            where = backend.quarantine_entry(problem)
+            report.quarantined.append(where)
             say(f'  moved to {where}')
     return skip
-
-
-def _misplaced_entries(backend: FilesystemBackend) -> Iterator[tuple[Path, str]]:
-    for shard in SHARDS:
-        try:
-            entries = sorted(os.scandir(backend.root / shard), key=lambda e: e.name)
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            reason = _entry_problem(entry, shard, backend)
-            if reason:
-                yield Path(entry.path), reason
-
-
-def _entry_problem(entry: os.DirEntry, shard: str, backend: FilesystemBackend) -> str:
-    name = entry.name
-    if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-        return 'not a regular file'
-    if not _is_hash(name, backend):
-        return f'not a {backend.algorithm} name (lowercase hex, {backend.hex_length})'
-    if not name.startswith(shard):
-        return f'in shard {shard}, but its name belongs in {name[:2]}'
-    return ''
-
-
-def _quarantine_path(backend: FilesystemBackend, path: Path) -> Path:
-    """Move a non-object out of the shards, never overwriting anything."""
-    backend.quarantine_dir.mkdir(mode=0o750, exist_ok=True)
-    base = f'misnamed.{path.parent.name}.{path.name}.{time.time_ns()}'
-    for attempt in range(1000):
-        target = backend.quarantine_dir / f'{base}.{attempt}'
-        if path.is_dir() and not path.is_symlink():
-            if not target.exists():
-                os.rename(path, target)
-                return target
-            continue
-        try:
-            os.link(path, target, follow_symlinks=False)  # fails if target exists
-        except FileExistsError:
-            continue
-        os.unlink(path)
-        return target
-    raise FileExistsError(f'no free quarantine name for {path}')

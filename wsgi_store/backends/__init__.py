@@ -9,15 +9,28 @@ from .base import Backend, ObjectInfo, PutResult, ReadyCheck, Staged
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ['Backend', 'ObjectInfo', 'PutResult', 'ReadyCheck', 'Staged', 'make_backend']
+__all__ = [
+    'Backend',
+    'ObjectInfo',
+    'PutResult',
+    'ReadyCheck',
+    'Staged',
+    'backend_class',
+    'make_backend',
+]
 
 
-def make_backend(config: Config) -> Backend:
-    """Create the backend the configuration names (S3 is imported lazily)."""
+def backend_class(config: Config) -> type[Backend]:
+    """The class of the backend the configuration names (S3 is imported lazily)."""
     if config.backend == 's3':
         from .s3 import S3Backend
 
-        return S3Backend.from_config(config)
+        return S3Backend
     from .fs import FilesystemBackend
 
-    return FilesystemBackend.from_config(config)
+    return FilesystemBackend
+
+
+def make_backend(config: Config) -> Backend:
+    """Create the backend the configuration names."""
+    return backend_class(config).from_config(config)  # type: ignore[attr-defined]

@@ -81,11 +81,43 @@ class ReadyCheck:
     detail: str = ''
 
 
+@dataclass(frozen=True)
+class Space:
+    """What a store has left, for ``stats`` (None: the backend cannot tell)."""
+
+    free_bytes: int | None = None
+    free_inodes: int | None = None
+    quarantined: int | None = None
+
+
+@dataclass(frozen=True)
+class LayoutProblem:
+    """An entry in the store that is not an object (for ``verify``).
+
+    ``name`` is the entry's name: :meth:`Backend.iter_hashes` may still yield it
+    when it has a hash's length.
+    """
+
+    where: str
+    name: str
+    reason: str
+
+
 class Backend(abc.ABC):
     """Abstract storage backend. See the module docstring for the contract."""
 
     algorithm: str
     name: str = 'abstract'
+
+    #: ``exists`` is a network round trip: callers checking many hashes at once
+    #: run the lookups concurrently. A local lookup is cheaper than a thread.
+    remote_lookups: bool = False
+
+    #: Every temporary upload in use is recognisable as live by any sweeper in
+    #: any process (its writer holds a lock), so the start-up sweep may remove
+    #: all the others whatever their age. Without it (S3: temporary keys of other
+    #: workers and nodes look alike), only ``gc`` removes them, by age.
+    live_temps_locked: bool = False
 
     # -- writes ------------------------------------------------------------
     @abc.abstractmethod
@@ -173,9 +205,35 @@ class Backend(abc.ABC):
         """Every stored hash greater than ``after``, in ascending order."""
 
     # -- maintenance -----------------------------------------------------------
-    def sweep_temp(self, max_age: float = 0.0) -> int:
-        """Remove temporary uploads older than ``max_age`` seconds; return count."""
+    def sweep_temp(self, max_age: float) -> int:
+        """Remove temporary uploads idle for over ``max_age`` seconds; return count.
+
+        NOTE: ``max_age=0`` removes every upload not known to be live: safe on a
+        backend with :attr:`live_temps_locked`, elsewhere only while nothing else
+        writes to the store (tests). The service sweeps with
+        :meth:`sweep_before_start` and ``gc`` with the configured age.
+        """
         return 0
+
+    def sweep_before_start(self) -> int:
+        """The start-up sweep, in gunicorn's master before the workers fork.
+
+        Removes every temporary upload no live writer holds when live ones are
+        recognisable (:attr:`live_temps_locked`), else nothing.
+        """
+        return self.sweep_temp(0) if self.live_temps_locked else 0
+
+    def space(self) -> Space:
+        """Free bytes and inodes, and the number of quarantined objects."""
+        return Space()
+
+    def layout_problems(self) -> Iterator[LayoutProblem]:
+        """Entries where objects live that are not objects (none by default)."""
+        return iter(())
+
+    def quarantine_entry(self, problem: LayoutProblem) -> str:
+        """Move a non-object aside (never delete it); return where it went."""
+        raise NotImplementedError
 
     def temp_names(self) -> list[str]:
         """Names of the temporary uploads that exist now (staged, in flight, or
@@ -198,13 +256,10 @@ class Backend(abc.ABC):
         when nothing was moved. This default re-hashes by name just before
         moving (a small window remains); the filesystem backend compares inodes.
         """
-        hasher = new_hasher(self.algorithm)
         try:
             with self.open(hex_hash) as f:
-                while chunk := f.read(1 << 20):
-                    hasher.update(chunk)
-            if hasher.hexdigest() == hex_hash:
-                return None
+                if hash_stream(f, self.algorithm)[0] == hex_hash:
+                    return None
             return self.quarantine(hex_hash)
         except NotFound:
             return None
@@ -227,3 +282,13 @@ def check_expectations(
                 actual=got.hex(),
                 algorithm=exp.algorithm,
             )
+
+
+def hash_stream(f: IO[bytes], algorithm: str, chunk: int = 1 << 20) -> tuple[str, int]:
+    """Hash an open object to its end; return (hexdigest, size)."""
+    hasher = new_hasher(algorithm)
+    size = 0
+    while data := f.read(chunk):
+        hasher.update(data)
+        size += len(data)
+    return hasher.hexdigest(), size

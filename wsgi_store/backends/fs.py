@@ -23,7 +23,7 @@ from typing import IO, NoReturn
 
 from ..digests import copy_stream, hex_length, is_object_name
 from ..errors import InsufficientStorage, NotFound
-from . import fstemp
+from . import fscheck, fstemp
 from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
 from .dirsync import DirSyncer
 from .fslayout import LAYOUT_VERSION, META_NAME, SHARDS, init_layout
@@ -43,6 +43,7 @@ class FilesystemBackend(Backend):
     """Objects as files in 256 shard directories under one root."""
 
     name = 'fs'
+    live_temps_locked = True  # see fstemp: every writer holds a lock
 
     def __init__(
         self,
@@ -229,7 +230,7 @@ class FilesystemBackend(Backend):
         return name.startswith(shard) and is_object_name(name, self.hex_length)
 
     # -- maintenance -----------------------------------------------------------
-    def sweep_temp(self, max_age: float = 0.0) -> int:
+    def sweep_temp(self, max_age: float) -> int:
         """Remove temp files older than ``max_age`` seconds (0 = any age).
 
         Files a live writer holds locked (any process) are never removed.
@@ -241,6 +242,15 @@ class FilesystemBackend(Backend):
 
     def temp_names(self) -> list[str]:
         return sorted(os.listdir(self.tmp))
+
+    def space(self) -> fscheck.Space:
+        return fscheck.space(self.root, self.quarantine_dir)
+
+    def layout_problems(self) -> Iterator[fscheck.LayoutProblem]:
+        return fscheck.layout_problems(self.root, self.algorithm, self.hex_length)
+
+    def quarantine_entry(self, problem: fscheck.LayoutProblem) -> str:
+        return str(fscheck.quarantine_entry(self.quarantine_dir, Path(problem.where)))
 
     def ready_checks(self) -> list[ReadyCheck]:
         checks = [

@@ -7,11 +7,9 @@ import os
 from pathlib import Path
 
 from . import fstemp
-from .storemeta import LAYOUT_VERSION, META_NAME, check_document, new_document
+from .storemeta import LAYOUT_VERSION, META_NAME, SHARDS, check_document, new_document
 
 __all__ = ['LAYOUT_VERSION', 'META_NAME', 'SHARDS', 'init_layout']
-
-SHARDS = [f'{i:02x}' for i in range(256)]
 
 
 def init_layout(root: Path, algorithm: str) -> None:

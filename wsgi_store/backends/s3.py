@@ -47,6 +47,7 @@ class S3Backend(Backend):
     """Objects in an S3 bucket under ``PREFIX/``, sharded like the filesystem store."""
 
     name = 's3'
+    remote_lookups = True
 
     def __init__(
         self,
@@ -183,7 +184,6 @@ class S3Backend(Backend):
             return None
         return parse_document(raw, self.meta_key)
 
-    # -- reads ---------------------------------------------------------------
     def stat(self, hex_hash: str) -> ObjectInfo:
         key, missing = self.key_for(hex_hash), f'no object {hex_hash}'
         reply = self.client.head(key, missing)
@@ -289,7 +289,7 @@ class S3Backend(Backend):
     def iter_hashes(self, after: str = '') -> Iterator[str]:
         return self.lister.iter_hashes(after)
 
-    def sweep_temp(self, max_age: float = 0.0) -> int:
+    def sweep_temp(self, max_age: float) -> int:
         """See :meth:`.s3_listing.S3Lister.sweep_temp` (never 0 outside tests)."""
         return self.lister.sweep_temp(max_age)
 

@@ -55,7 +55,7 @@ class S3Lister:
             and all(c in '0123456789abcdef' for c in hex_hash)
         )
 
-    def sweep_temp(self, max_age: float = 0.0) -> int:
+    def sweep_temp(self, max_age: float) -> int:
         """Abort uploads and delete temporary keys idle for over ``max_age`` seconds.
 
         An upload counts as idle from its last part (a slow upload still sending

@@ -1,4 +1,4 @@
-"""The store's metadata document, the same for every backend.
+"""The store's metadata document and shards, the same for every backend.
 
 ``wsgi-store.json`` at the root of a store records the hash algorithm and the
 layout version it was created with; a backend writes it on first use and checks
@@ -15,6 +15,8 @@ from ..errors import StoreMismatch
 
 LAYOUT_VERSION = 1
 META_NAME = 'wsgi-store.json'
+#: Objects live under the first two hex digits of their hash, in every backend.
+SHARDS = [f'{i:02x}' for i in range(256)]
 
 
 def new_document(algorithm: str) -> bytes:
