@@ -96,8 +96,27 @@ server {{
         proxy_pass http://{name};
     }}
 
+    # Resumable uploads (tus 1.0, IETF draft): each byte goes to the app as it
+    # arrives, since the app acknowledges only offsets it has flushed (bytes
+    # held here would be lost on a cut and a resume would send them again);
+    # answers pass as they come; nothing here caches or adds caching headers.
+    location ^~ /uploads {{
+        client_max_body_size {max_body};   # a PATCH body: the same limit
+        proxy_request_buffering off;
+        proxy_buffering off;
+        proxy_cache off;
+        error_page 413 @uploads_too_large;
+        proxy_pass http://{name};
+    }}
+
     location @too_large {{
         default_type {problem};
+        return 413 '{too_large}\\n';
+    }}
+
+    location @uploads_too_large {{
+        default_type {problem};
+        add_header Tus-Resumable 1.0.0 always;
         return 413 '{too_large}\\n';
     }}
 """
