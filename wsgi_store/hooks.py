@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .config import Config
 from .maintenance import sweep_on_start
+from .pidfile import alive
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +104,5 @@ def _sweep_dead_dirs(parent: Path, prefix: str) -> None:
     """Remove metrics directories whose master (the pid in the name) is gone."""
     for entry in parent.glob(f'{prefix}*'):
         pid_text = entry.name[len(prefix) :].partition('-')[0]
-        if pid_text.isdigit() and not _alive(int(pid_text)) and entry.is_dir():
+        if pid_text.isdigit() and not alive(int(pid_text)) and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
