@@ -22,7 +22,7 @@ import falcon
 from .backends.base import Backend
 from .errors import BadRequest, InvalidHash, TooLarge
 from .resources import CollectionResource, Store
-from .uploads import BodyReader
+from .uploads import BodyReader, body_length
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
@@ -77,12 +77,9 @@ def list_page(backend: Backend, after: str, limit: int) -> dict[str, object]:
 
 def read_json_body(req: falcon.Request, cap: int) -> object:
     """Read the whole body (never more than ``cap`` bytes) and parse it as JSON."""
-    length = req.content_length
+    length = body_length(req)
     if length is not None and length > cap:
         raise TooLarge(f'the body exceeds the limit of {cap} bytes', limit=cap)
-    chunked = 'chunked' in (req.get_header('Transfer-Encoding') or '').lower()
-    if length is None and not (chunked or req.env.get('wsgi.input_terminated')):
-        length = 0  # no length and no framing: the body is empty (RFC 9112)
     reader = BodyReader(req.stream, length, cap)
     parts = []
     while chunk := reader.read(READ_CHUNK):

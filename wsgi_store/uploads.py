@@ -106,17 +106,26 @@ def _credit(stream: object, count: int) -> None:
         stream.count = counted + count  # type: ignore[attr-defined]
 
 
+def body_length(req: falcon.Request) -> int | None:
+    """The body's length: Content-Length, None when framed otherwise (chunked).
+
+    With no length and no framing, RFC 9112 says the body is empty: 0.
+    """
+    length = req.content_length
+    chunked = 'chunked' in (req.get_header('Transfer-Encoding') or '').lower()
+    if length is None and not (chunked or req.env.get('wsgi.input_terminated')):
+        return 0
+    return length
+
+
 def body_reader(req: falcon.Request, config: Config) -> BodyReader:
     """Check the announced size and wrap the request stream."""
-    length = req.content_length
+    length = body_length(req)
     limit = config.max_upload_bytes
     if limit and length is not None and length > limit:
         raise TooLarge(
             f'Content-Length {length} exceeds the limit of {limit} bytes', limit=limit
         )
-    chunked = 'chunked' in (req.get_header('Transfer-Encoding') or '').lower()
-    if length is None and not (chunked or req.env.get('wsgi.input_terminated')):
-        length = 0  # no length and no framing: RFC 9112 says the body is empty
     direct = direct_reader(req.env.get('wsgi.input'), length)
     return BodyReader(req.stream, length, limit, direct)
 
