@@ -204,6 +204,20 @@ def test_page_is_usable_with_the_keyboard(browser_context, tmp_path: Path) -> No
         server.stop()
 
 
+def test_page_stores_an_empty_file(browser_context, tmp_path: Path) -> None:
+    server = start_gunicorn(tmp_path, tmp_path / 'store', workers=1, threads=2)
+    try:
+        path = tmp_path / 'empty.txt'
+        path.write_bytes(b'')
+        page = browser_context.new_page()
+        page.goto(server.url + '/')
+        page.set_input_files('#files', [str(path)])
+        page.wait_for_selector('#queue li[data-hash]', timeout=30_000)
+        assert shown(page) == {'empty.txt': hashlib.sha256(b'').hexdigest()}
+    finally:
+        server.stop()
+
+
 # -- Uppy on another origin ---------------------------------------------------------
 UPPY_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Uppy</title>
