@@ -125,6 +125,27 @@ def test_silent_body_is_cut_after_the_idle_deadline_and_leaves_no_temp_file(
         assert timed(server, 'GET', '/healthz')[0] == 200
 
 
+def test_body_trickling_below_the_minimum_rate_is_cut_and_leaves_no_temp_file(
+    tmp_path: Path,
+) -> None:
+    settings = {'body_idle_timeout': 2, 'body_min_rate_bytes': 1000}
+    with gunicorn(tmp_path, **settings) as server:
+        with connect(server) as sock:
+            sock.sendall(upload_head(1024 * 1024) + b't' * 10)
+            wait_until(lambda: temp_files(tmp_path / 'store'), 10, 'upload began')
+            start, cut = time.monotonic(), False
+            while not cut and time.monotonic() - start < 10:
+                time.sleep(0.5)  # 20 bytes a second: never silent, far too slow
+                try:
+                    sock.sendall(b't' * 10)
+                except (BrokenPipeError, ConnectionResetError):
+                    cut = True
+            took = time.monotonic() - start
+        assert cut and took < 8.0, took
+        wait_until(lambda: not temp_files(tmp_path / 'store'), 10, 'temp file removed')
+        assert timed(server, 'GET', '/healthz')[0] == 200
+
+
 def test_head_not_finished_in_time_gets_408_and_close(tmp_path: Path) -> None:
     with gunicorn(tmp_path, header_timeout=1) as server, connect(server) as sock:
         sock.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n')

@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import socket
+import time
 from typing import Any
 
 from .errors import PROBLEM_JSON, problem
@@ -28,9 +29,21 @@ class DeadlineSocket(socket.socket):
     times out raises ``EPIPE``, which gunicorn treats as a client gone.
     ``socket.sendfile`` keeps working: with a timeout it waits for the socket to
     be writable before each ``os.sendfile``.
+
+    ``min_rate`` (bytes per second, 0 = off) is a floor for a request's reads:
+    once a request has been read for longer than ``io_timeout``, a client whose
+    average is below it is cut the same way, so a trickle cannot hold a thread
+    for ever either. :meth:`start_request` starts the count.
     """
 
     io_timeout: float | None = None
+    min_rate: int = 0
+    _since: float | None = None
+    _got: int = 0
+
+    def start_request(self) -> None:
+        """Count the reads of a new request from now."""
+        self._since, self._got = time.monotonic(), 0
 
     def setblocking(self, flag: bool) -> None:
         if self.fileno() < 0:
@@ -44,12 +57,34 @@ class DeadlineSocket(socket.socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         try:
-            return super().recv(bufsize, flags)
+            data = super().recv(bufsize, flags)
         except TimeoutError:
             if self.io_timeout is None:
                 raise
-            self._cut('sent nothing')
+            self._cut(f'sent nothing for {self.io_timeout} s')
             return b''
+        return data if self._fast_enough(len(data)) else b''
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        # The app's direct body reader (directbody.py) reads this way.
+        try:
+            got = super().recv_into(buffer, nbytes, flags)
+        except TimeoutError:
+            if self.io_timeout is None:
+                raise
+            self._cut(f'sent nothing for {self.io_timeout} s')
+            return 0
+        return got if self._fast_enough(got) else 0
+
+    def _fast_enough(self, got: int) -> bool:
+        if not (self.min_rate and self._since is not None and self.io_timeout):
+            return True
+        self._got += got
+        elapsed = time.monotonic() - self._since
+        if elapsed > self.io_timeout and self._got < self.min_rate * elapsed:
+            self._cut(f'sent {self._got} bytes in {elapsed:.0f} s')
+            return False
+        return True
 
     def send(self, data: Any, flags: int = 0) -> int:
         try:
@@ -70,7 +105,7 @@ class DeadlineSocket(socket.socket):
             raise self._write_timeout() from None
 
     def _write_timeout(self) -> OSError:
-        self._cut('read nothing')
+        self._cut(f'read nothing for {self.io_timeout} s')
         return BrokenPipeError(errno.EPIPE, 'client stopped reading')
 
     def _cut(self, what: str) -> None:
@@ -78,9 +113,7 @@ class DeadlineSocket(socket.socket):
             peer = self.getpeername()
         except OSError:
             peer = '?'
-        logger.info(
-            'closing a connection from %s: it %s for %s s', peer, what, self.io_timeout
-        )
+        logger.info('closing a connection from %s: it %s', peer, what)
         with contextlib.suppress(OSError):
             self.shutdown(socket.SHUT_RDWR)
 

@@ -147,10 +147,12 @@ class Config:
     keepalive: int = 5
     # Slow clients (wsgi_store/workers.py): seconds to send a whole request
     # head, seconds of silence allowed in a body, bodies gathered before a
-    # thread is taken, threads for bodies still arriving (0 = THREADS).
+    # thread is taken, the slowest body accepted (0 = no floor), threads for
+    # bodies still arriving (0 = THREADS).
     header_timeout: int = 30
     body_idle_timeout: int = 60
     body_buffer_bytes: int = 64 * 1024
+    body_min_rate_bytes: int = 1024  # per second, averaged after BODY_IDLE_TIMEOUT
     upload_threads: int = 0
     log_level: str = 'INFO'
     log_format: str = 'text'

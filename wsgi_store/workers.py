@@ -15,7 +15,9 @@ things and leaves the rest (keep-alive, sendfile, graceful stop) to gthread:
   uploads can fill that pool but never the one answering everything else.
 * Every blocking read or write on a client socket has a timeout of
   ``BODY_IDLE_TIMEOUT``: a silent client is cut (the app sees the body end
-  early and removes its temp file) instead of holding a thread for ever.
+  early and removes its temp file) instead of holding a thread for ever; a
+  body averaging less than ``BODY_MIN_RATE_BYTES`` per second once it has
+  taken longer than ``BODY_IDLE_TIMEOUT`` is cut the same way.
 
 It also refuses an HTTP/1.1 request without ``Host`` (RFC 9112, section 3.2)
 and answers ``Expect: 100-continue`` with a Content-Length over the upload
@@ -62,6 +64,7 @@ class StoreWorker(ThreadWorker):
         self.header_timeout = float(config.header_timeout)
         self.body_idle_timeout = float(config.body_idle_timeout)
         self.body_buffer = config.body_buffer_bytes
+        self.body_min_rate = config.body_min_rate_bytes
         self.max_upload = config.max_upload_bytes
         self.upload_threads = config.upload_threads or self.cfg.threads
         self.upload_pool: futures.ThreadPoolExecutor | None = None
@@ -130,6 +133,7 @@ class StoreWorker(ThreadWorker):
         self.nr_conns += 1
         client = DeadlineSocket(fileno=plain.detach())
         client.io_timeout = self.body_idle_timeout
+        client.min_rate = self.body_min_rate
         self._gather(TConn(self.cfg, client, addr, listener.getsockname()))
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
@@ -245,6 +249,8 @@ class StoreWorker(ThreadWorker):
         return super().handle(conn)
 
     def handle_request(self, req: Any, conn: TConn) -> bool:
+        if isinstance(conn.sock, DeadlineSocket):
+            conn.sock.start_request()
         if req.version >= (1, 1) and not any(n == 'HOST' for n, _ in req.headers):
             util.write(conn.sock, NO_HOST)
             return False
