@@ -17,9 +17,9 @@ from .openapi import OpenAPIResource
 from .resources import (
     HealthResource,
     ObjectResource,
+    ObjectService,
+    QueryResource,
     ReadyResource,
-    SeedResource,
-    Store,
 )
 from .tus import TusMiddleware
 from .tus import add_routes as add_tus_routes
@@ -36,7 +36,7 @@ def create_app(
     """
     config = config or Config.from_env()
     backend = backend or make_backend(config)
-    store = Store(backend, config)
+    service = ObjectService(backend, config)
     # Outermost first: access log (request id), metrics, then the rest.
     middleware: list[object] = [AccessLog(config.log_format)]
     metrics = Metrics.from_config(config) if config.metrics else None
@@ -56,17 +56,17 @@ def create_app(
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = True
     app.resp_options.secure_cookies_by_default = True
-    app.add_route('/', SeedResource(store))
-    app.add_route('/files', FilesResource(store))
-    app.add_route('/files/missing', MissingResource(store))
-    app.add_route('/files/{file_hash}', ObjectResource(store))
+    app.add_route('/', QueryResource(service))
+    app.add_route('/files', FilesResource(service))
+    app.add_route('/files/missing', MissingResource(service))
+    app.add_route('/files/{file_hash}', ObjectResource(service))
     app.add_route('/healthz', HealthResource())
     app.add_route('/readyz', ReadyResource(backend))
     if metrics is not None:
         app.add_route('/metrics', MetricsResource(metrics))
-    app.add_route('/openapi.json', OpenAPIResource(store.hex_length))
+    app.add_route('/openapi.json', OpenAPIResource(service.hex_length))
     app.add_route('/static/{name}', StaticResource())  # the upload page's assets
     add_tus_routes(app, backend, config)  # resumable uploads (issue 16)
-    app.add_route('/{name}', NamedResource(store))  # curl -T FILE http://host/
+    app.add_route('/{name}', NamedResource(service))  # curl -T FILE http://host/
     problems.register(app)
     return app

@@ -21,7 +21,7 @@ import falcon
 
 from .backends.base import Backend
 from .errors import BadRequest, InvalidHash, TooLarge
-from .resources import CollectionResource, Store
+from .resources import ObjectService
 from .uploads import BodyReader, body_length
 
 DEFAULT_LIMIT = 1000
@@ -90,7 +90,7 @@ def read_json_body(req: falcon.Request, cap: int) -> object:
         raise BadRequest('the body must be a JSON array of hashes') from None
 
 
-def parse_hashes(doc: object, store: Store) -> list[str]:
+def parse_hashes(doc: object, service: ObjectService) -> list[str]:
     """Validate the lookup list; normalised, duplicates dropped, order kept."""
     if not isinstance(doc, list):
         raise BadRequest('the body must be a JSON array of hashes')
@@ -104,7 +104,7 @@ def parse_hashes(doc: object, store: Store) -> list[str]:
         if not isinstance(item, str):
             raise InvalidHash(f'item {index} is not a string')
         try:
-            hashes[store.hash_from(item)] = None
+            hashes[service.hash_from(item)] = None
         except InvalidHash as exc:
             raise InvalidHash(f'item {index}: {exc.detail}') from None
     return list(hashes)
@@ -125,23 +125,29 @@ def _json(resp: falcon.Response, doc: object) -> None:
     resp.text = json.dumps(doc, separators=(',', ':')) + '\n'
 
 
-class FilesResource(CollectionResource):
-    """``/files``: upload (POST, inherited) and list (GET)."""
+class FilesResource:
+    """``/files``: upload without naming the hash (POST) and list (GET)."""
+
+    def __init__(self, service: ObjectService) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.service.upload(req, resp)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit = parse_limit(req.params.get('limit'))
-        after = parse_after(req.params.get('after'), self.store.hex_length)
-        _json(resp, list_page(self.store.backend, after, limit))
+        after = parse_after(req.params.get('after'), self.service.hex_length)
+        _json(resp, list_page(self.service.backend, after, limit))
 
 
 class MissingResource:
     """``/files/missing``: which of these hashes does the store lack? (POST)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, service: ObjectService) -> None:
+        self.service = service
         # Room for pretty-printed JSON: quotes, comma, newline and indentation.
-        self.max_body = MAX_LOOKUP * (store.hex_length + 16) + 4096
+        self.max_body = MAX_LOOKUP * (service.hex_length + 16) + 4096
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        hashes = parse_hashes(read_json_body(req, self.max_body), self.store)
-        _json(resp, {'missing': find_missing(self.store.backend, hashes)})
+        hashes = parse_hashes(read_json_body(req, self.max_body), self.service)
+        _json(resp, {'missing': find_missing(self.service.backend, hashes)})

@@ -64,8 +64,8 @@ class NamedResource:
 
     route_exists_for = frozenset({'PUT'})  # see methods.MethodGuard
 
-    def __init__(self, store: object) -> None:
-        self.store = store
+    def __init__(self, service: object) -> None:
+        self.service = service  # resources.ObjectService
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        self.store.upload(req, resp, name=check_name(name))  # type: ignore[attr-defined]
+        self.service.upload(req, resp, name=check_name(name))  # type: ignore[attr-defined]

@@ -1,7 +1,8 @@
 """Thin Falcon resources: validate the request, call the backend, set the response.
 
-Seed routes (``/`` with ``?file_hash=``) and REST routes (``/files/{hash}``)
-share one :class:`Store` that holds the backend and the config.
+The query-string routes (``/`` with ``?file_hash=``) and the REST routes
+(``/files/{hash}``) share one :class:`ObjectService`: the HTTP front of the
+backend (it holds the backend and the config; it stores nothing itself).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from .digests import hex_length, is_object_name, normalize_hash
 from .named import check_name
 
 
-class Store:
-    """The operations behind every object route."""
+class ObjectService:
+    """The operations behind every object route (upload, download, delete)."""
 
     def __init__(self, backend: Backend, config: Config) -> None:
         self.backend = backend
@@ -90,68 +91,59 @@ def _answer(req: falcon.Request, resp: falcon.Response, text: str, doc: dict) ->
         resp.text = text + '\n'
 
 
-class SeedResource:
-    """``/``: the seed's contract, the hash in the ``file_hash`` query parameter."""
+class QueryResource:
+    """``/``: the hash in the ``file_hash`` query parameter (the original contract)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, service: ObjectService) -> None:
+        self.service = service
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if 'file_hash' not in req.params and landing.wants_html(req):
-            landing.render(req, resp, self.store.backend.algorithm)  # a browser
+            landing.render(req, resp, self.service.backend.algorithm)  # a browser
             return
-        self.store.download(
-            req, resp, self.store.hash_from(req.params.get('file_hash'))
+        self.service.download(
+            req, resp, self.service.hash_from(req.params.get('file_hash'))
         )
 
     on_head = on_get
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.store.upload(req, resp)
+        self.service.upload(req, resp)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.store.delete(req, resp, self.store.hash_from(req.params.get('file_hash')))
-
-
-class CollectionResource:
-    """``/files``: upload without naming the hash."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.store.upload(req, resp)
+        hex_hash = self.service.hash_from(req.params.get('file_hash'))
+        self.service.delete(req, resp, hex_hash)
 
 
 class ObjectResource:
     """``/files/{file_hash}``: one object."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, service: ObjectService) -> None:
+        self.service = service
 
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, file_hash: str
     ) -> None:
-        self.store.download(req, resp, self.store.hash_from(file_hash))
+        self.service.download(req, resp, self.service.hash_from(file_hash))
 
     on_head = on_get
 
     def on_put(
         self, req: falcon.Request, resp: falcon.Response, file_hash: str
     ) -> None:
-        if not is_object_name(file_hash.lower(), self.store.hex_length):
+        if not is_object_name(file_hash.lower(), self.service.hex_length):
             # Not a hash: ``curl -T photo.jpg http://host/files/`` (PUT /NAME).
             name = check_name(file_hash, top_level=False)
-            self.store.upload(req, resp, name=name)
+            self.service.upload(req, resp, name=name)
             return
-        path_hash = self.store.hash_from(file_hash)
-        conditional.check_write('PUT', req.get_header, self.store.backend, path_hash)
-        self.store.upload(req, resp, path_hash=path_hash)
+        path_hash = self.service.hash_from(file_hash)
+        conditional.check_write('PUT', req.get_header, self.service.backend, path_hash)
+        self.service.upload(req, resp, path_hash=path_hash)
 
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, file_hash: str
     ) -> None:
-        self.store.delete(req, resp, self.store.hash_from(file_hash))
+        self.service.delete(req, resp, self.service.hash_from(file_hash))
 
 
 class HealthResource:
