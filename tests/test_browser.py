@@ -75,10 +75,11 @@ def random_file(path: Path, size: int) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def throttle(page, upload_bytes_per_second: float | None) -> None:
-    """Chromium's DevTools network throttling (None: off)."""
-    cdp = page.context.new_cdp_session(page)
-    cdp.send('Network.enable')
+def throttle(page, upload_bytes_per_second: float | None, cdp=None):
+    """Chromium's DevTools network throttling (None: off); returns the session."""
+    if cdp is None:
+        cdp = page.context.new_cdp_session(page)
+        cdp.send('Network.enable')
     cdp.send(
         'Network.emulateNetworkConditions',
         {
@@ -88,6 +89,7 @@ def throttle(page, upload_bytes_per_second: float | None) -> None:
             'uploadThroughput': upload_bytes_per_second or -1,
         },
     )
+    return cdp
 
 
 def shown(page) -> dict[str, str]:
@@ -112,7 +114,7 @@ def test_page_uploads_two_files_resumes_after_reload_and_hashes_match(
         errors: list[str] = []
         page.on('pageerror', lambda exc: errors.append(str(exc)))
         page.goto(server.url + '/?chunk=131072')
-        throttle(page, 512 * KiB)
+        cdp = throttle(page, 512 * KiB)
         page.set_input_files('#files', paths)
         # both under way (two chunks acknowledged and stored), neither finished
         page.wait_for_function(
@@ -126,7 +128,7 @@ def test_page_uploads_two_files_resumes_after_reload_and_hashes_match(
         pending = page.locator('#pending li')
         pending.first.wait_for(timeout=10_000)
         assert pending.count() == 2
-        throttle(page, None)
+        throttle(page, None, cdp)
         page.set_input_files('#files', paths)
         page.wait_for_function(
             "() => document.querySelectorAll('#queue li[data-hash]').length === 2",
