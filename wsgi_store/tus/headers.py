@@ -44,6 +44,9 @@ EXPOSED = (
     'Tus-Checksum-Algorithm',
     'Content-Location',
     HASH_HEADER,
+    'Upload-Complete',  # the IETF draft's
+    'Upload-Limit',
+    'Upload-Draft-Interop-Version',
 )
 MAX_METADATA_CHARS = 8192
 _KEY = re.compile(r'[!-~]+')  # ASCII without spaces (and no commas: split on them)
@@ -98,7 +101,13 @@ def check_version(value: str | None) -> None:
 
 
 def require_version(req: object, resp: object, resource: object, params: dict) -> None:
-    """Falcon ``before`` hook: :func:`check_version` after authentication."""
+    """Falcon ``before`` hook: :func:`check_version` after authentication.
+
+    A request of the IETF draft (``Upload-Draft-Interop-Version``) needs no
+    ``Tus-Resumable``; :mod:`.draft` checks its version.
+    """
+    if req.get_header('Upload-Draft-Interop-Version') is not None:  # type: ignore[attr-defined]
+        return
     check_version(req.get_header('Tus-Resumable'))  # type: ignore[attr-defined]
 
 

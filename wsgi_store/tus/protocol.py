@@ -18,7 +18,9 @@ from __future__ import annotations
 import falcon
 
 from ..config import Config
+from ..errors import BadRequest
 from . import headers as h
+from .draft import interop_version, respond
 from .resource import UploadResource, UploadsResource
 
 TUS_RESOURCES = (UploadsResource, UploadResource)
@@ -57,6 +59,13 @@ class TusMiddleware:
         req_succeeded: bool,
     ) -> None:
         if not isinstance(resource, TUS_RESOURCES) or req.method == 'OPTIONS':
+            return
+        try:
+            version = interop_version(req)
+        except BadRequest:
+            version = None
+        if version is not None:
+            respond(req, resp, version)
             return
         resp.set_header('Tus-Resumable', h.TUS_VERSION)
         status = str(resp.status)

@@ -27,6 +27,7 @@ from ..errors import BadRequest, TooLarge
 from ..uploads import body_reader
 from . import headers as h
 from .complete import concatenate, finish, needed_algorithms
+from .draft import Draft, InconsistentLength, interop_version, problem
 from .sessions import DATA, UploadInfo, UploadStore
 from .transfer import append
 
@@ -42,6 +43,7 @@ class Tus:
             config.upload_expiry,
             fsync=config.fsync,
         )
+        self.draft = Draft(self)
 
     def owner(self, req: falcon.Request) -> str:
         """The creating token's fingerprint ('' when the store has no tokens)."""
@@ -86,9 +88,20 @@ class Tus:
 
     # -- answers -----------------------------------------------------------------
     def patch(
-        self, req: falcon.Request, resp: falcon.Response, info: UploadInfo, offset: int
-    ) -> None:
-        """Append the request body at ``offset`` and answer with the new offset."""
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        info: UploadInfo,
+        offset: int,
+        *,
+        complete: bool | None = None,
+    ) -> dict | None:
+        """Append the request body at ``offset`` and answer with the new offset.
+
+        ``complete`` (the IETF draft's ``Upload-Complete``): this body ends the
+        upload, which fixes an open length. Returns the stored object's result
+        when this request completed the upload.
+        """
         checksum = h.parse_checksum(req.get_header('Upload-Checksum'))
         new_length = h.parse_count(req.get_header('Upload-Length'), 'Upload-Length')
         with self.uploads.locked(info.id) as writer:
@@ -114,10 +127,27 @@ class Tus:
             )
             resp.set_header('Upload-Offset', str(writer.offset))
             resp.context.tus_bytes = writer.offset - offset  # for metrics
+            if complete:
+                self._complete(info, writer.offset)
             done = info.length is not None and writer.offset == info.length
-            if done and finish(self.uploads, self.backend, info, writer, digests):
-                resp.context.tus_completed = True
+            result = None
+            if done:
+                result = finish(self.uploads, self.backend, info, writer, digests)
+                resp.context.tus_completed = result is not None
         self.describe(resp, info, head=False)
+        return result
+
+    def _complete(self, info: UploadInfo, offset: int) -> None:
+        """The client said the upload ends at ``offset``."""
+        if info.length is None:
+            info.length = offset
+            self.uploads.save(info)
+        elif info.length != offset:
+            raise problem(
+                InconsistentLength,
+                f'the upload is {info.length} bytes but ended at {offset}; '
+                'the bytes were kept',
+            )
 
     def settle(self, info: UploadInfo) -> UploadInfo:
         """Finish an upload whose last byte is in but whose commit never ended.
@@ -183,6 +213,22 @@ class Tus:
         resp.set_header(h.HASH_HEADER, info.result['hash'])
 
 
+def new_upload(
+    tus: Tus, req: falcon.Request, length: int | None, concat: str | None = None
+) -> UploadInfo:
+    """A new upload's state from its creation request (not yet stored)."""
+    meta = h.parse_metadata(req.get_header('Upload-Metadata'))
+    return UploadInfo(
+        id=secrets.token_urlsafe(24),  # 192 random bits
+        owner=tus.owner(req),
+        length=length,
+        metadata=meta,
+        concat=concat,
+        expect=tus.expectations(req, meta),
+        created=time.time(),
+    )
+
+
 @falcon.before(h.require_version)
 class UploadsResource:
     """``/uploads``: ``POST`` creates an upload (tus creation, concatenation)."""
@@ -192,16 +238,16 @@ class UploadsResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         tus = self.tus
-        meta = h.parse_metadata(req.get_header('Upload-Metadata'))
+        version = interop_version(req)
+        if version is not None:
+            tus.draft.create(req, resp, version)
+            return
         concat = h.parse_concat(req.get_header('Upload-Concat'))
-        info = UploadInfo(
-            id=secrets.token_urlsafe(24),  # 192 random bits
-            owner=tus.owner(req),
-            length=self._length(req, final=concat is not None and concat[0] == 'final'),
-            metadata=meta,
-            concat=concat[0] if concat else None,
-            expect=tus.expectations(req, meta),
-            created=time.time(),
+        info = new_upload(
+            tus,
+            req,
+            self._length(req, final=concat is not None and concat[0] == 'final'),
+            concat[0] if concat else None,
         )
         if info.concat == 'final':
             self._final(req, resp, info, concat[1] if concat else [])
@@ -270,6 +316,10 @@ class UploadResource:
     def on_head(
         self, req: falcon.Request, resp: falcon.Response, upload_id: str
     ) -> None:
+        version = interop_version(req)
+        if version is not None:
+            self.tus.draft.head(req, resp, upload_id)
+            return
         info = self.tus.settle(self.tus.load_live(req, resp, upload_id))
         resp.cache_control = ['no-store']
         self.tus.describe(resp, info, head=True)
@@ -277,6 +327,10 @@ class UploadResource:
     def on_patch(
         self, req: falcon.Request, resp: falcon.Response, upload_id: str
     ) -> None:
+        version = interop_version(req)
+        if version is not None:
+            self.tus.draft.append(req, resp, upload_id, version)
+            return
         content_type = (req.content_type or '').split(';')[0].strip().lower()
         if content_type != h.OFFSET_TYPE:
             raise h.UnsupportedType(f'PATCH needs Content-Type: {h.OFFSET_TYPE}')
