@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ENV_PREFIX = 'WSGI_STORE_'
+#: prometheus-client's multiprocess directory: set by the master (hooks), read
+#: by the workers' metrics.
+MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 MiB = 1024 * 1024
 
 _TRUE = frozenset({'1', 'true', 'yes', 'on'})

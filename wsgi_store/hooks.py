@@ -18,13 +18,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .config import Config
+from .config import MULTIPROC_ENV, Config
 from .maintenance import sweep_on_start
 from .pidfile import alive
 
 logger = logging.getLogger(__name__)
 
-MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 METRICS_DIR_PREFIX = 'wsgi-store-metrics-'
 
 

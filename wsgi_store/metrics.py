@@ -30,11 +30,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from .config import Config
+from .config import MULTIPROC_ENV, Config
 from .errors import DigestMismatch
 from .problems import PROBLEM_JSON
 
-MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 UNMATCHED = 'unmatched'
 METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'})
 # Small objects are answered in ~0.1-0.5 ms; large transfers take seconds.
