@@ -82,6 +82,25 @@ def test_preflight_from_an_allowed_origin_is_answered_on_upload_and_object_route
     assert 'Origin' in resp.headers['Vary']
 
 
+def test_preflight_allows_and_exposes_the_ietf_draft_headers(
+    cors_app: webtest.TestApp,
+) -> None:
+    resp = cors_app.options('/uploads', headers=preflight(ORIGIN, 'POST'), status=204)
+    allowed = resp.headers['Access-Control-Allow-Headers'].lower()
+    for name in (
+        'upload-complete',
+        'upload-draft-interop-version',
+        'upload-incomplete',
+    ):
+        assert name in allowed
+    created = cors_app.post(
+        '/uploads', headers={**TUS, 'Origin': ORIGIN, 'Upload-Length': '1'}, status=201
+    )
+    exposed = created.headers['Access-Control-Expose-Headers'].lower()
+    for name in ('upload-complete', 'upload-limit', 'upload-draft-interop-version'):
+        assert name in exposed
+
+
 def test_preflight_lists_the_route_methods(cors_app: webtest.TestApp) -> None:
     resp = cors_app.options(
         '/uploads/' + 'A' * 32, headers=preflight(ORIGIN), status=204

@@ -39,7 +39,8 @@ ALLOW_HEADERS = (
     'Upload-Defer-Length',
     'Upload-Concat',
     'Upload-Checksum',
-    'Upload-Complete',
+    'Upload-Complete',  # the IETF draft (interop 5-6; Upload-Incomplete in 3)
+    'Upload-Incomplete',
     'Upload-Draft-Interop-Version',
     'Repr-Digest',
     'Content-Digest',
@@ -49,14 +50,19 @@ ALLOW_HEADERS = (
     'X-HTTP-Method-Override',
     'X-Requested-With',
 )
-EXPOSE_HEADERS = (
-    *tus_headers.EXPOSED,
-    'ETag',
-    'Content-Disposition',
-    'Repr-Digest',
-    'Upload-Complete',
-    'Upload-Draft-Interop-Version',
-    'Upload-Limit',
+EXPOSE_HEADERS = tuple(
+    dict.fromkeys(
+        (
+            *tus_headers.EXPOSED,
+            'Upload-Complete',
+            'Upload-Incomplete',
+            'Upload-Draft-Interop-Version',
+            'Upload-Limit',
+            'ETag',
+            'Content-Disposition',
+            'Repr-Digest',
+        )
+    )
 )
 MAX_AGE = 600  # seconds a browser may reuse a preflight
 
