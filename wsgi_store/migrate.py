@@ -96,22 +96,11 @@ def _where(config: Config) -> str:
 def _s3_meta(config: Config) -> dict[str, Any] | None:
     from .backends.s3 import S3Backend
 
-    # NOTE: check=False: S3Backend.from_config() writes the metadata into an
-    # empty prefix, which a migration source must never get.
-    probe = S3Backend(
-        config.s3_bucket,
-        prefix=config.s3_prefix,
-        algorithm=config.hash,
-        endpoint_url=config.s3_endpoint_url,
-        region=config.s3_region,
-        addressing_style=config.s3_addressing_style,
-        connect_timeout=config.s3_connect_timeout,
-        read_timeout=config.s3_read_timeout,
-        max_attempts=config.s3_max_attempts,
-        check=False,
-    )
+    # NOTE: check=False: the check writes the metadata into an empty prefix,
+    # which a migration source must never get.
+    probe = S3Backend.from_config(config, check=False)
     try:
-        return probe._read_meta()
+        return probe.read_meta()
     except StoreMismatch as exc:
         raise MigrateError(f'{_where(config)}: {exc.detail}') from None
     finally:

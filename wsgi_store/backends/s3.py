@@ -22,7 +22,7 @@ import io
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
 from ..digests import Readable, hex_length
@@ -110,8 +110,12 @@ class S3Backend(Backend):
             self._check_at_start()
 
     @classmethod
-    def from_config(cls, config: object) -> S3Backend:
-        """Build the backend from the ``s3_*`` settings of a :class:`Config`."""
+    def from_config(cls, config: object, *, check: bool = True) -> S3Backend:
+        """Build the backend from the ``s3_*`` settings of a :class:`Config`.
+
+        ``check=False``: nothing is read or written at start (see
+        :meth:`check_store`), e.g. to only read a migration source's metadata.
+        """
         from ..config import Config
 
         assert isinstance(config, Config)
@@ -128,6 +132,7 @@ class S3Backend(Backend):
             read_timeout=config.s3_read_timeout,
             max_attempts=config.s3_max_attempts,
             presign_seconds=config.s3_presign_seconds,
+            check=check,
         )
 
     def __repr__(self) -> str:
@@ -158,7 +163,7 @@ class S3Backend(Backend):
         Raises ``StoreMismatch`` when the prefix holds a store made with other
         settings, ``BackendUnavailable`` when S3 cannot be asked.
         """
-        meta = self._read_meta()
+        meta = self.read_meta()
         if meta is None:
             doc = new_document(self.algorithm)
             with self.client.errors('write the store metadata'):
@@ -168,12 +173,13 @@ class S3Backend(Backend):
                     Body=doc,
                     ContentType='application/json',
                 )
-            meta = self._read_meta() or parse_document(doc, self.meta_key)  # a race?
+            meta = self.read_meta() or parse_document(doc, self.meta_key)  # a race?
         where = f's3://{self.bucket}/{self.prefix}'
         check_document(meta, self.algorithm, where, 'another prefix')
         self.client.checked = True
 
-    def _read_meta(self) -> dict[str, Any] | None:
+    def read_meta(self) -> dict[str, Any] | None:
+        """The store's metadata document; None when the prefix has none."""
         try:
             with self.client.errors('read the store metadata', missing='no metadata'):
                 body = self.client.get().get_object(
@@ -267,18 +273,8 @@ class S3Backend(Backend):
         return f's3://{self.bucket}/{target}'
 
     # -- writes and listings: the collaborators ------------------------------
-    def stage(
-        self,
-        source: Readable,
-        *,
-        extra_algorithms: Iterable[str] = (),
-        length: int | None = None,
-        max_bytes: int = 0,
-    ) -> Staged:
-        extra = extra_algorithms
-        return self.writer.stage(
-            source, extra_algorithms=extra, length=length, max_bytes=max_bytes
-        )
+    def stage(self, source: Readable, **options: Any) -> Staged:
+        return self.writer.stage(source, **options)
 
     def commit(self, staged: Staged) -> PutResult:
         return self.writer.commit(staged)
