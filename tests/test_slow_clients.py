@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import Server, start_gunicorn, wait_until
-from wsgi_store.config import Config
+from wsgi_store.config import Config, ConfigError
 from wsgi_store.nginx import site_config
 from wsgi_store.requesthead import MAIN, UPLOAD, hopeless, plan
 
@@ -312,3 +312,9 @@ def test_nginx_site_gives_up_on_slow_clients_no_later_than_the_app() -> None:
     assert seconds('send_timeout') <= 45
     assert seconds('proxy_send_timeout') > 100
     assert seconds('proxy_read_timeout') > 100
+
+
+@pytest.mark.parametrize('name', ['HEADER_TIMEOUT', 'BODY_IDLE_TIMEOUT'])
+def test_a_zero_deadline_is_refused_naming_the_variable(name: str) -> None:
+    with pytest.raises(ConfigError, match=f'WSGI_STORE_{name}'):
+        Config.from_env({f'WSGI_STORE_{name}': '0'})
