@@ -20,7 +20,6 @@ from tests import s3env
 from tests.streams import BreakingStream
 from wsgi_store.backends.s3 import S3Backend
 from wsgi_store.digests import Expectation
-from wsgi_store.verify import hash_object
 from wsgi_store.errors import (
     BackendUnavailable,
     DigestMismatch,
@@ -28,6 +27,7 @@ from wsgi_store.errors import (
     NotFound,
     StoreMismatch,
 )
+from wsgi_store.verify import hash_object
 
 pytestmark = pytest.mark.s3
 
