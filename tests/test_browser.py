@@ -206,6 +206,81 @@ def test_page_is_usable_with_the_keyboard(browser_context, tmp_path: Path) -> No
         server.stop()
 
 
+def progress(page, index: int = 0) -> int:
+    """Bytes the page shows as sent for the INDEXth upload."""
+    return page.evaluate(
+        "(i) => Number(document.querySelectorAll('#queue progress')[i].dataset.bytes"
+        ' || 0)',
+        index,
+    )
+
+
+def test_page_pauses_and_resumes_with_the_keyboard(
+    browser_context, tmp_path: Path
+) -> None:
+    server = start_gunicorn(tmp_path, tmp_path / 'store', workers=1, threads=4)
+    try:
+        path = tmp_path / 'paused.bin'
+        digest = random_file(path, 2 * MiB)
+        page = browser_context.new_page()
+        page.goto(server.url + '/?chunk=131072')
+        cdp = throttle(page, 512 * KiB)
+        page.set_input_files('#files', [str(path)])
+        page.wait_for_function(
+            "() => Number(document.querySelector('#queue progress').dataset.bytes"
+            ' || 0) >= 262144',
+            timeout=30_000,
+        )
+        button = page.locator('#queue li button', has_text='Pause')
+        button.focus()
+        page.keyboard.press('Enter')
+        status = page.locator('#queue .status')
+        status.filter(has_text='Paused at').wait_for(timeout=10_000)
+        at = progress(page)
+        page.wait_for_timeout(1500)
+        assert progress(page) == at and shown(page) == {}  # nothing moves
+        throttle(page, None, cdp)
+        resume = page.locator('#queue li button', has_text='Resume')
+        resume.focus()
+        page.keyboard.press(' ')
+        page.wait_for_selector('#queue li[data-hash]', timeout=30_000)
+        assert shown(page) == {'paused.bin': digest}
+    finally:
+        server.stop()
+
+
+def test_page_goes_on_after_a_lost_connection(browser_context, tmp_path: Path) -> None:
+    server = start_gunicorn(tmp_path, tmp_path / 'store', workers=1, threads=4)
+    try:
+        path = tmp_path / 'offline.bin'
+        digest = random_file(path, 2 * MiB)
+        page = browser_context.new_page()
+        page.goto(server.url + '/?chunk=131072')
+        cdp = throttle(page, 512 * KiB)
+        page.set_input_files('#files', [str(path)])
+        page.wait_for_function(
+            "() => Number(document.querySelector('#queue progress').dataset.bytes"
+            ' || 0) >= 262144',
+            timeout=30_000,
+        )
+        cdp.send(
+            'Network.emulateNetworkConditions',
+            {
+                'offline': True,
+                'latency': 0,
+                'downloadThroughput': -1,
+                'uploadThroughput': -1,
+            },
+        )
+        status = page.locator('#queue .status')
+        status.filter(has_text='Connection lost').wait_for(timeout=15_000)
+        throttle(page, None, cdp)  # back online: the page retries by itself
+        page.wait_for_selector('#queue li[data-hash]', timeout=60_000)
+        assert shown(page) == {'offline.bin': digest}
+    finally:
+        server.stop()
+
+
 def test_page_stores_an_empty_file(browser_context, tmp_path: Path) -> None:
     server = start_gunicorn(tmp_path, tmp_path / 'store', workers=1, threads=2)
     try:

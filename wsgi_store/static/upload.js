@@ -49,6 +49,11 @@ class HttpError extends Error {
   constructor(status, detail) { super(detail || 'HTTP ' + status); this.status = status; }
 }
 
+// A lost connection, a busy upload (423) or a server between restarts (5xx).
+function retryable(err) {
+  return !(err instanceof HttpError) || err.status === 423 || err.status >= 500;
+}
+
 async function problem(resp) {
   try {
     const body = await resp.json();
@@ -129,21 +134,20 @@ class Entry {
 
   async run() {
     if (!this.url) await this.locate();
+    let stale = false; // after a failure: ask the server's offset first
     while (!this.done && !this.paused) {
       try {
-        await this.patch();
+        if (stale) await this.head();
+        stale = false;
+        if (!this.done) await this.patch();
         this.retries = 0;
       } catch (err) {
         if (this.paused) break;
-        if (!(err instanceof HttpError) && this.retries < RETRY_SECONDS.length) {
-          const wait = RETRY_SECONDS[this.retries++];
-          this.say(`Connection lost; trying again in ${wait} s`, 'error');
-          await new Promise((r) => setTimeout(r, wait * 1000));
-          if (this.paused) break;
-          await this.head(); // the server's offset, not ours
-          continue;
-        }
-        throw err;
+        if (!retryable(err) || this.retries >= RETRY_SECONDS.length) throw err;
+        const wait = RETRY_SECONDS[this.retries++];
+        this.say(`Connection lost; trying again in ${wait} s`, 'error');
+        await new Promise((r) => setTimeout(r, wait * 1000));
+        stale = true;
       }
     }
     if (this.paused && !this.done) this.say(`Paused at ${sizeText(this.offset)}`);
