@@ -5,8 +5,8 @@
   they stopped, the hashes shown match hashlib, one file downloaded by its link;
   a token asked for after a 401; keyboard and narrow-screen checks.
 - Uppy (npm, its prebuilt bundle served by the test's own static server on
-  another port) with its tus plugin uploads through ``--cors-origin``; the same
-  page from an origin that is not allowed fails.
+  another port) with its tus plugin uploads to ``filestorectl start
+  --cors-origin ORIGIN``; the same page from an origin not allowed fails.
 
 Chromium runs as root here, hence ``--no-sandbox``; it gets a fresh profile in
 tmp_path and no network but loopback.
@@ -25,7 +25,13 @@ import pytest
 import requests
 
 from tests.jsclients import need, node_modules
-from tests.servers import Server, free_port, require_binary, start_gunicorn
+from tests.servers import (
+    Daemon,
+    free_port,
+    require_binary,
+    start_daemon,
+    start_gunicorn,
+)
 
 pytestmark = pytest.mark.e2e
 KiB = 1024
@@ -361,25 +367,22 @@ def uppy_upload(context, page_url: str, path: Path) -> dict:
 
 
 @pytest.fixture
-def uppy_pages(tmp_path: Path) -> Iterator[tuple[Server, str, str]]:
-    """gunicorn allowing one origin; pages on that origin and on another."""
+def uppy_pages(tmp_path: Path) -> Iterator[tuple[Daemon, str, str]]:
+    """``filestorectl start --cors-origin`` one origin; pages there and elsewhere."""
     node_modules('uppy')
     api_port = free_port()
     endpoint = f'http://127.0.0.1:{api_port}/uploads'
     allowed, allowed_url = serve_uppy_page(endpoint)
     other, other_url = serve_uppy_page(endpoint)
-    server = start_gunicorn(
-        tmp_path,
-        tmp_path / 'store',
-        port=api_port,
-        workers=1,
-        threads=4,
-        cors_origins=allowed_url,
-    )
+    server = None
     try:
+        server = start_daemon(
+            tmp_path, '--cors-origin', allowed_url, '--workers', '1', port=api_port
+        )
         yield server, allowed_url, other_url
     finally:
-        server.stop()
+        if server is not None:
+            server.cleanup()
         for httpd in (allowed, other):
             httpd.shutdown()
             httpd.server_close()
@@ -406,4 +409,4 @@ def test_uppy_on_an_origin_not_allowed_fails(
     outcome = uppy_upload(browser_context, other_url + '/', path)
     assert outcome['ok'] is False and outcome['failed'] == 1
     assert requests.head(f'{server.url}/files/{digest}', timeout=30).status_code == 404
-    assert not list((tmp_path / 'store' / 'uploads').glob('*'))  # not even created
+    assert not list((server.store / 'uploads').glob('*'))  # not even created
