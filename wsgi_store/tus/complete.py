@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..backends.base import Backend, PutResult, Staged
 from ..backends.fs import FilesystemBackend
@@ -24,6 +25,9 @@ from ..backends.fstemp import TempFile
 from ..digests import new_hasher
 from ..errors import DigestMismatch
 from .sessions import DATA, UploadInfo, UploadStore, Writer
+
+if TYPE_CHECKING:
+    from .s3uploads import S3UploadStore, S3Writer
 
 READ_CHUNK = 1 << 20
 
@@ -34,10 +38,10 @@ def needed_algorithms(info: UploadInfo, backend: Backend) -> list[str]:
 
 
 def finish(
-    uploads: UploadStore,
+    uploads: UploadStore | S3UploadStore,
     backend: Backend,
     info: UploadInfo,
-    writer: Writer,
+    writer: Writer | S3Writer,
     digests: Mapping[str, bytes] | None = None,
 ) -> dict | None:
     """Store a complete upload (the caller holds its lock); return the result.
@@ -53,8 +57,9 @@ def finish(
     if info.result is not None or info.concat == 'partial':
         return info.result
     algorithms = needed_algorithms(info, backend)
+    on_s3 = not isinstance(writer, Writer)  # S3Writer: the state is in the bucket
     if digests is None or any(a not in digests for a in algorithms):
-        digests = hash_fd(writer.fd, algorithms)
+        digests = writer.digest(algorithms) if on_s3 else hash_fd(writer.fd, algorithms)
     size = writer.offset
     for algorithm, hex_digest in info.expect.items():
         if digests[algorithm].hex() != hex_digest:
@@ -68,7 +73,10 @@ def finish(
             )
     info.pending_hash = digests[backend.algorithm].hex()
     uploads.save(info)
-    result = commit_data(backend, uploads.path(info.id, DATA), writer.fd, digests)
+    if on_s3:
+        result = writer.store_object(digests)
+    else:
+        result = commit_data(backend, uploads.path(info.id, DATA), writer.fd, digests)
     info.result = {'hash': result.hash, 'size': size, 'created': result.created}
     info.pending_hash = None
     uploads.save(info)

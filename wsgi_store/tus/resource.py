@@ -16,6 +16,7 @@ import hashlib
 import os
 import secrets
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import falcon
@@ -31,6 +32,9 @@ from .draft import Draft, InconsistentLength, interop_version, problem
 from .sessions import DATA, UploadInfo, UploadStore
 from .transfer import append
 
+if TYPE_CHECKING:
+    from .s3uploads import S3UploadStore
+
 
 class Tus:
     """What both resources share: the backend, the settings, the upload state."""
@@ -38,11 +42,17 @@ class Tus:
     def __init__(self, backend: Backend, config: Config) -> None:
         self.backend = backend
         self.config = config
-        self.uploads = UploadStore(
-            os.path.join(config.store_dir, 'uploads'),
-            config.upload_expiry,
-            fsync=config.fsync,
-        )
+        self.uploads: UploadStore | S3UploadStore
+        if backend.name == 's3':  # the state in the bucket: any node resumes
+            from .s3uploads import S3UploadStore
+
+            self.uploads = S3UploadStore(backend, config.upload_expiry)  # type: ignore[arg-type]
+        else:
+            self.uploads = UploadStore(
+                os.path.join(config.store_dir, 'uploads'),
+                config.upload_expiry,
+                fsync=config.fsync,
+            )
         self.draft = Draft(self)
 
     def owner(self, req: falcon.Request) -> str:
@@ -161,7 +171,7 @@ class Tus:
         if self.uploads.offset(info.id) != info.length:
             return info
         pending = info.pending_hash
-        if pending and not os.path.exists(self.uploads.path(info.id, DATA)):
+        if pending and not self.uploads.has_data(info.id):
             if self.backend.exists(pending):  # renamed, not yet recorded
                 info.result = {'hash': pending, 'size': info.length, 'created': True}
                 info.pending_hash = None
@@ -243,6 +253,8 @@ class UploadsResource:
             tus.draft.create(req, resp, version)
             return
         concat = h.parse_concat(req.get_header('Upload-Concat'))
+        if concat and not tus.uploads.concatenation:
+            raise BadRequest('concatenation is not available on this backend')
         info = new_upload(
             tus,
             req,

@@ -72,6 +72,8 @@ class UploadInfo:
 class UploadStore:
     """Create, find, write, terminate and expire uploads under one directory."""
 
+    concatenation = True  # partial uploads' data files can be concatenated
+
     def __init__(self, root: str, expiry: float, *, fsync: bool = True) -> None:
         self.root = root
         self.expiry = expiry
@@ -142,6 +144,10 @@ class UploadStore:
         os.replace(tmp, self.path(info.id, INFO))
         if self.fsync:
             self._syncer.sync(self.path(info.id))
+
+    def has_data(self, upload_id: str) -> bool:
+        """Whether the bytes still wait to become an object (not committed)."""
+        return os.path.exists(self.path(upload_id, DATA))
 
     def offset(self, upload_id: str) -> int:
         """The committed offset (bytes acknowledged so far)."""

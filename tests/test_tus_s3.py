@@ -1,0 +1,171 @@
+"""Resumable uploads on the S3 backend (the real Ceph RGW of tests/s3env.py):
+the upload's state, its parts and its pending tail live in the bucket, so any
+node can take the next PATCH."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import webtest
+from tusclient import client as tus_client
+
+from tests import s3env
+from tests.servers import Server, start_gunicorn
+from tests.test_tus import OCTETS, TUS, create, patch
+from tests.test_tus_e2e import make_file
+from wsgi_store.app import create_app
+
+pytestmark = [pytest.mark.s3]
+MiB = 1 << 20
+PART = 5 * MiB
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from s3env.prefix_fixture(request)
+
+
+@pytest.fixture
+def s3app(prefix: str, tmp_path: Path) -> webtest.TestApp:
+    config = s3env.s3_config(prefix, store_dir=tmp_path / 'local', s3_part_bytes=PART)
+    return webtest.TestApp(
+        create_app(config), extra_environ={'wsgi.input_terminated': True}
+    )
+
+
+def upload_keys(prefix: str, url: str) -> list[str]:
+    """Keys of one upload's state, relative to its directory."""
+    base = f'{prefix}/uploads/{url.rsplit("/", 1)[1]}/'
+    return [k[len(base) :] for k in s3env.list_keys(prefix) if k.startswith(base)]
+
+
+def state_of(prefix: str, url: str) -> dict:
+    key = f'{prefix}/uploads/{url.rsplit("/", 1)[1]}/state.json'
+    body = s3env.client().get_object(Bucket=s3env.bucket(), Key=key)['Body']
+    return json.loads(body.read())
+
+
+def test_small_patches_collect_in_a_tail_object_then_become_parts(s3app, prefix):
+    data = os.urandom(13 * MiB + 5)
+    url = create(s3app, len(data))
+    cuts = [0, MiB, 2 * MiB, 3 * MiB, 7 * MiB, 13 * MiB, len(data)]
+    seen = []
+    for start, end in itertools.pairwise(cuts):
+        patch(s3app, url, start, data[start:end])
+        if end < len(data):
+            state = state_of(prefix, url)
+            tails = [k for k in upload_keys(prefix, url) if k.startswith('tail-')]
+            seen.append((len(state['parts']), state['offset'], len(tails)))
+    # 1, 2 and 3 MiB wait in the store as one tail object; at 7 MiB one part of
+    # 5 MiB went out and 2 MiB wait; at 13 MiB two parts and 3 MiB of tail.
+    assert seen == [
+        (0, MiB, 1),
+        (0, 2 * MiB, 1),
+        (0, 3 * MiB, 1),
+        (1, 7 * MiB, 1),
+        (2, 13 * MiB, 1),
+    ]
+    head = s3app.head(url, headers=TUS)
+    digest = hashlib.sha256(data).hexdigest()
+    assert head.headers['Upload-File-Hash'] == digest
+    assert s3app.get(f'/files/{digest}').body == data
+    assert upload_keys(prefix, url) == ['state.json']  # tail and data are gone
+    assert s3env.list_uploads(prefix) == []  # no multipart upload left
+
+
+def test_s3_upload_in_one_request_and_an_empty_upload(s3app, prefix):
+    data = os.urandom(6 * MiB + 1)
+    resp = s3app.post(
+        '/uploads',
+        data,
+        headers={**TUS, 'Upload-Length': str(len(data)), 'Content-Type': OCTETS},
+        status=201,
+    )
+    assert resp.headers['Upload-File-Hash'] == hashlib.sha256(data).hexdigest()
+    empty = create(s3app, 0)
+    head = s3app.head(empty, headers=TUS)
+    assert head.headers.get('Upload-File-Hash') in (None, hashlib.sha256().hexdigest())
+    patch(s3app, empty, 0, b'')
+    head = s3app.head(empty, headers=TUS)
+    assert head.headers['Upload-File-Hash'] == hashlib.sha256().hexdigest()
+    assert s3env.list_uploads(prefix) == []
+
+
+def test_s3_wrong_offset_checksum_and_delete(s3app, prefix):
+    url = create(s3app, 10)
+    patch(s3app, url, 0, b'abc')
+    patch(s3app, url, 1, b'zz', status=409)
+    patch(
+        s3app,
+        url,
+        3,
+        b'def',
+        status=460,
+        **{'Upload-Checksum': 'sha1 ' + 'A' * 27 + '='},
+    )
+    assert s3app.head(url, headers=TUS).headers['Upload-Offset'] == '3'
+    s3app.delete(url, headers=TUS, status=204)
+    s3app.head(url, headers=TUS, status=404)
+    assert upload_keys(prefix, url) == []
+
+
+def test_s3_concatenation_is_refused_with_400(s3app):
+    resp = s3app.post(
+        '/uploads',
+        headers={**TUS, 'Upload-Length': '3', 'Upload-Concat': 'partial'},
+        status=400,
+    )
+    assert 'concatenation' in resp.json['detail']
+
+
+@pytest.mark.e2e
+def test_upload_started_on_node_a_is_finished_on_node_b(prefix, tmp_path):
+    """Two gunicorn nodes on one bucket and prefix, nothing shared on disk."""
+    config = s3env.s3_config(prefix)
+    settings = {
+        'backend': 's3',
+        's3_endpoint_url': config.s3_endpoint_url,
+        's3_bucket': config.s3_bucket,
+        's3_prefix': prefix,
+        's3_region': config.s3_region,
+        's3_addressing_style': 'path',
+        's3_part_bytes': PART,
+        'workers': 1,
+        'threads': 4,
+    }
+    path = tmp_path / 'nodes.bin'
+    digest = make_file(path, 12 * MiB + 9)
+    with contextlib.ExitStack() as stack:
+        nodes: list[Server] = []
+        for name in ('a', 'b'):
+            node = start_gunicorn(tmp_path, tmp_path / name, **settings)
+            stack.callback(node.stop)
+            nodes.append(node)
+        a, b = nodes
+        first = tus_client.TusClient(a.url + '/uploads').uploader(
+            str(path), chunk_size=3 * MiB, upload_checksum=True
+        )
+        first.upload(stop_at=6 * MiB)
+        upload_path = first.url.split(str(a.port), 1)[1]
+        on_b = b.url + upload_path
+        head = requests.head(on_b, headers=TUS, timeout=30)
+        assert head.headers['Upload-Offset'] == str(6 * MiB)
+        second = tus_client.TusClient(b.url + '/uploads').uploader(
+            str(path), url=on_b, chunk_size=3 * MiB, upload_checksum=True
+        )
+        assert second.offset == 6 * MiB
+        second.upload()
+        for node in nodes:
+            head = requests.head(node.url + upload_path, headers=TUS, timeout=30)
+            assert head.headers['Upload-File-Hash'] == digest
+        got = requests.get(a.url + f'/files/{digest}', timeout=60)
+        assert hashlib.sha256(got.content).hexdigest() == digest
+    assert s3env.list_uploads(prefix) == []
