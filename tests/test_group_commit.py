@@ -48,11 +48,13 @@ class Recorder:
         def fsync_dir(path) -> None:
             self.entered.set()
             assert self.gate.wait(10)
+            self.events.append(('fsync_dir-begin', Path(path).name))
             real_fsync_dir(path)
-            self.events.append(('fsync_dir', str(path)))
+            self.events.append(('fsync_dir', Path(path).name))
 
         def fdatasync(fd: int) -> None:
-            self.events.append(('fdatasync', str(fd)))
+            with open(f'/proc/self/fd/{fd}', 'rb') as f:  # named by its content
+                self.events.append(('fdatasync', hashlib.sha256(f.read()).hexdigest()))
             real_fdatasync(fd)
 
         monkeypatch.setattr(writeback, 'syncfs', syncfs)
@@ -199,5 +201,40 @@ def test_a_lone_upload_keeps_the_per_file_sequence(
     rec = Recorder(monkeypatch)
     rec.gate.set()
     name = backend.put(io.BytesIO(b'alone')).hash
-    assert [kind for kind, _ in rec.events] == ['fdatasync', 'rename', 'fsync_dir']
-    assert rec.events[1] == ('rename', name)
+    assert rec.events == [
+        ('fdatasync', name),
+        ('rename', name),
+        ('fsync_dir-begin', name[:2]),
+        ('fsync_dir', name[:2]),
+    ]
+
+
+def test_mode_files_flushes_each_file_before_its_rename_and_its_shard_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-file batch (no syncfs): every upload's fdatasync comes before its
+    rename; an fsync of its shard, begun after the rename, ends before the answer."""
+    backend = FilesystemBackend(tmp_path / 'store', group_commit='files')
+    rec = Recorder(monkeypatch)
+    bodies = [f'file mode {i}\n'.encode() * 30 for i in range(N)]
+    results = _put_all(backend, rec, bodies)
+    assert rec.flushes() == []
+    for i, body in enumerate(bodies):
+        name = hashlib.sha256(body).hexdigest()
+        assert results[i].created is True
+        written = rec.index(('written', str(i)))
+        synced = rec.index(('fdatasync', name))
+        renamed = rec.index(('rename', name))
+        answered = rec.index(('answered', str(i)))
+        assert written < synced < renamed < answered
+        assert any(
+            renamed < b < rec.events.index(('fsync_dir', name[:2]), b) < answered
+            for b, e in enumerate(rec.events)
+            if e == ('fsync_dir-begin', name[:2])
+        ), f'upload {i} answered before its shard was flushed after its rename'
+    assert backend.temp_names() == []
+
+
+def test_an_unknown_group_commit_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match='group commit mode'):
+        FilesystemBackend(tmp_path / 'store', group_commit='sometimes')

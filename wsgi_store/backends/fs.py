@@ -54,6 +54,7 @@ class FilesystemBackend(Backend):
         chunk_bytes: int = 1 << 20,
         min_free_bytes: int = 0,
         min_free_inodes: int = 0,
+        group_commit: str = 'syncfs',
     ) -> None:
         self.root = Path(root).absolute()
         self.algorithm = algorithm
@@ -67,7 +68,9 @@ class FilesystemBackend(Backend):
         self._tmp_prefix = f'{self.tmp}/'
         self.quarantine_dir = self.root / 'quarantine'
         self._syncer = DirSyncer()
-        self._committer = GroupCommitter(str(self.root), self._flush_existing)
+        self._committer = GroupCommitter(
+            str(self.root), self._flush_existing, mode=group_commit
+        )
         init_layout(self.root, self.algorithm)
 
     @classmethod

@@ -15,6 +15,13 @@ runs rounds while the others wait, with the lock released during I/O:
   A job therefore spans two rounds, but each round serves two generations, so
   steady state is one flush per round, however many uploads are in it.
 
+``syncfs`` also writes out every other dirty page of that filesystem (access
+logs, metrics files, other programs): the store belongs on a filesystem of its
+own. Mode ``files`` batches per-file flushes instead (writeback of every file
+of the round started together, one ``fdatasync`` each, one ``fsync`` per shard
+directory): never coupled to other writers, but on most disks each of those
+calls is a device flush. ``off``: the classic sequence for every job.
+
 NOTE: a dedupe hit is checked after a flush and answered only after the next
 one: the object may have been renamed by another worker whose flush has not
 happened (``syncfs`` flushes the whole filesystem, every writer's work).
@@ -31,6 +38,7 @@ from dataclasses import dataclass
 from . import dirsync, writeback
 from .fstemp import TempFile
 
+MODES = ('syncfs', 'files', 'off')
 # (final path, size, flush it?) -> True when an intact-looking object exists
 Existing = Callable[[str, int, bool], bool]
 
@@ -50,10 +58,12 @@ class Job:
 class GroupCommitter:
     """Batch the flushes of concurrent commits in one process."""
 
-    def __init__(self, root: str, existing: Existing, *, batch: bool = True) -> None:
+    def __init__(self, root: str, existing: Existing, *, mode: str = 'syncfs') -> None:
+        if mode not in MODES:
+            raise ValueError(f'group commit mode must be one of {MODES}, not {mode!r}')
         self.root = root
         self._existing = existing
-        self.batch = batch and writeback.HAVE_SYNCFS
+        self.mode = mode if writeback.HAVE_SYNCFS else 'off'
         self._cond = threading.Condition()
         self._queue: list[Job] = []  # staged, data not known to be durable
         self._renamed: list[Job] = []  # renamed or dedupe-checked, awaiting a flush
@@ -88,7 +98,7 @@ class GroupCommitter:
         finished: list[Job] = []
         self._cond.release()
         try:
-            if not self.batch or (len(fresh) == 1 and not waiting):
+            if self.mode == 'off' or (len(fresh) == 1 and not waiting):
                 for job in fresh:
                     self._classic(job)
                 finished = fresh
@@ -120,7 +130,10 @@ class GroupCommitter:
     ) -> tuple[list[Job], list[Job]]:
         """One flush: answers ``waiting``, renames ``fresh`` (to be answered next)."""
         try:
-            writeback.syncfs(self._root_fd())
+            if self.mode == 'files':
+                self._flush_files(fresh, waiting)
+            else:
+                writeback.syncfs(self._root_fd())
             self.rounds += 1
         except OSError as exc:
             for job in (*fresh, *waiting):
@@ -130,7 +143,9 @@ class GroupCommitter:
         for job in fresh:
             try:
                 writeback.wait_written(job.temp.fd)  # this upload's own write errors
-                job.created = not self._existing(job.final, job.size, False)
+                # 'files' flushes a dedupe hit's object itself; syncfs does next.
+                flush = self.mode == 'files'
+                job.created = not self._existing(job.final, job.size, flush)
                 if job.created:
                     os.replace(job.temp.path, job.final)
             except OSError as exc:
@@ -139,6 +154,15 @@ class GroupCommitter:
             else:
                 renamed.append(job)
         return finished, renamed
+
+    def _flush_files(self, fresh: list[Job], waiting: list[Job]) -> None:
+        # Mode 'files': the data of the fresh jobs, the entries of the waiting.
+        for job in fresh:
+            writeback.start_writeback(job.temp.fd)
+        for job in fresh:
+            os.fdatasync(job.temp.fd)
+        for path in sorted({os.path.dirname(job.final) for job in waiting}):
+            dirsync.fsync_dir(path)
 
     def _root_fd(self) -> int:
         # Kept open: syncfs reports writeback errors seen since its fd was opened.

@@ -60,6 +60,12 @@ def syncfs(fd: int) -> None:
         raise OSError(err, f'syncfs: {os.strerror(err)}')
 
 
+def start_writeback(fd: int) -> None:
+    """Queue the file's dirty pages for writeback (no wait, errors ignored)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # type: ignore[misc]
+
+
 def wait_written(fd: int) -> None:
     """Wait until the file's data has been written; raise its writeback error.
 
