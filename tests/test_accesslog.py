@@ -252,3 +252,23 @@ def test_log_lines_after_a_request_carry_no_request_id(app, status):
     RequestIdFilter().filter(record)
     assert record.request_id == '-'
     assert current_request_id.get() == '-'
+
+
+def test_a_streamed_answer_keeps_its_request_id_until_it_is_closed(
+    make_app, store_dir, caplog
+):
+    """A line logged while a body streams (a corrupt object found by the
+    verifying reader) names its request; once the body is closed: ``rid=-``."""
+    from wsgi_store.accesslog import current_request_id
+    from wsgi_store.logs import RequestIdFilter
+
+    app = make_app(verify_reads=True)
+    digest = app.post('/', DATA).text.strip()
+    (store_dir / digest[:2] / digest).write_bytes(b'corrupted!!!!')
+    caplog.set_level(logging.ERROR, logger='wsgi_store.downloads')
+    caplog.handler.addFilter(RequestIdFilter())  # reads the id as it is logged
+    with pytest.raises(OSError, match='failed verification'):
+        app.get(f'/files/{digest}', headers={'X-Request-ID': 'streaming-7'})
+    [record] = [r for r in caplog.records if 'is corrupt' in r.getMessage()]
+    assert record.request_id == 'streaming-7'
+    assert current_request_id.get() == '-'

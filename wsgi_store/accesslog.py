@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable, Iterator
 from random import getrandbits
 from time import perf_counter
 from urllib.parse import quote, unquote_plus
@@ -37,6 +38,7 @@ import falcon
 logger = logging.getLogger('wsgi_store.access')
 
 REQUEST_ID_HEADER = 'X-Request-ID'
+_TOKEN_KEY = 'wsgi_store.request_id_token'  # in the WSGI environ
 # The request being handled by this thread, for the app's own log lines
 # (wsgi_store.logs.RequestIdFilter puts it in every record).
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
@@ -140,7 +142,7 @@ class AccessLog:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.access_start = perf_counter()
         req.context.request_id = request_id(req.get_header(REQUEST_ID_HEADER))
-        req.context.request_id_token = current_request_id.set(req.context.request_id)
+        req.env[_TOKEN_KEY] = current_request_id.set(req.context.request_id)
 
     def process_response(
         self,
@@ -151,11 +153,8 @@ class AccessLog:
     ) -> None:
         rid = getattr(req.context, 'request_id', None) or request_id(None)
         resp.set_header(REQUEST_ID_HEADER, rid)
-        try:
-            if self.log.isEnabledFor(logging.INFO):
-                self._write(req, resp, rid)
-        finally:
-            _forget_request_id(req)
+        if self.log.isEnabledFor(logging.INFO):
+            self._write(req, resp, rid)
 
     def _write(self, req: falcon.Request, resp: falcon.Response, rid: str) -> None:
         start = getattr(req.context, 'access_start', None)
@@ -181,15 +180,46 @@ class AccessLog:
         )
 
 
-def _forget_request_id(req: falcon.Request) -> None:
-    """Reset the request id, so log lines between requests carry ``rid=-``."""
-    token = getattr(req.context, 'request_id_token', None)
+def scoped_to_response(body: Iterable[bytes], env: dict) -> Iterable[bytes]:
+    """Keep the request id until the server is done with the response body.
+
+    A body that is complete (a list) or sent by ``sendfile`` logs nothing later,
+    so the id is reset at once; a streamed one (a verifying reader, S3) may log
+    while it is sent, so the id is reset when the server closes it. Either way
+    a line logged between requests says ``rid=-``.
+    """
+    wrapper = env.get('wsgi.file_wrapper')
+    if isinstance(body, list) or (wrapper is not None and isinstance(body, wrapper)):
+        _forget_request_id(env)
+        return body
+    return _ForgetOnClose(body, env)
+
+
+class _ForgetOnClose:
+    """A streamed response body; closing it resets the request id."""
+
+    def __init__(self, body: Iterable[bytes], env: dict) -> None:
+        self._body, self._env = body, env
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, 'close', None)
+            if close is not None:
+                close()
+        finally:
+            _forget_request_id(self._env)
+
+
+def _forget_request_id(env: dict) -> None:
+    token = env.pop(_TOKEN_KEY, None)
     if token is None:
         return
-    req.context.request_id_token = None
     try:
         current_request_id.reset(token)
-    except ValueError:  # set in another context (cannot happen under gunicorn)
+    except ValueError:  # set in another context (not under a WSGI server)
         current_request_id.set('-')
 
 

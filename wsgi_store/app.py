@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from . import problems
-from .accesslog import AccessLog
+from .accesslog import AccessLog, scoped_to_response
 from .assets import StaticResource
 from .backends import Backend, make_backend
 from .config import Config
@@ -52,7 +54,7 @@ def create_app(
         from .auth import TokenAuth  # bearer tokens (issue 7)
 
         middleware.append(TokenAuth(config))
-    app = falcon.App(middleware=middleware)
+    app = _App(middleware=middleware)
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = True
     app.resp_options.secure_cookies_by_default = True
@@ -70,3 +72,10 @@ def create_app(
     app.add_route('/{name}', NamedResource(service))  # curl -T FILE http://host/
     problems.register(app)
     return app
+
+
+class _App(falcon.App):
+    """A Falcon app whose request id lasts until the response body is closed."""
+
+    def __call__(self, env: dict, start_response: Any) -> Any:  # type: ignore[override]
+        return scoped_to_response(super().__call__(env, start_response), env)
