@@ -22,6 +22,8 @@ from tests.servers import Server, start_gunicorn
 from tests.test_tus import OCTETS, TUS, create, patch
 from tests.test_tus_e2e import make_file
 from wsgi_store.app import create_app
+from wsgi_store.backends.s3 import S3Backend
+from wsgi_store.tus.upkeep import UploadCounts, count_uploads, sweep_expired
 
 pytestmark = [pytest.mark.s3]
 MiB = 1 << 20
@@ -168,4 +170,34 @@ def test_upload_started_on_node_a_is_finished_on_node_b(prefix, tmp_path):
             assert head.headers['Upload-File-Hash'] == digest
         got = requests.get(a.url + f'/files/{digest}', timeout=60)
         assert hashlib.sha256(got.content).hexdigest() == digest
+    assert s3env.list_uploads(prefix) == []
+
+
+def test_gc_keeps_live_s3_uploads_and_removes_expired_ones(prefix, tmp_path):
+    """``sweep_temp(0)`` (gc) leaves a live upload's multipart upload alone;
+    the upload sweep (gc) removes an expired upload's state, tail and parts."""
+    config = s3env.s3_config(prefix, store_dir=tmp_path / 'local', s3_part_bytes=PART)
+    app = webtest.TestApp(
+        create_app(config), extra_environ={'wsgi.input_terminated': True}
+    )
+    data = os.urandom(6 * MiB)
+    live = create(app, len(data) + 3)
+    patch(app, live, 0, data)  # one part sent, 1 MiB of tail
+    backend = S3Backend.from_config(config)
+    try:
+        backend.sweep_temp(0)
+    finally:
+        backend.close()
+    assert len(s3env.list_uploads(prefix)) == 1
+    patch(app, live, len(data), b'end')
+    digest = hashlib.sha256(data + b'end').hexdigest()
+    assert app.head(live, headers=TUS).headers['Upload-File-Hash'] == digest
+
+    stale = create(app, len(data) + 3)
+    patch(app, stale, 0, data)
+    assert count_uploads(config) == UploadCounts(live=2, expired=0)
+    gone = config.replace(upload_expiry=0)
+    assert count_uploads(gone) == UploadCounts(live=0, expired=2)
+    assert sweep_expired(gone) == 2
+    assert upload_keys(prefix, stale) == []
     assert s3env.list_uploads(prefix) == []

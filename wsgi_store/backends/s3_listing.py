@@ -77,9 +77,10 @@ class S3Lister:
             .get_paginator('list_multipart_uploads')
             .paginate(Bucket=self.bucket, Prefix=self.prefix)
         )
+        tus = self.prefix + 'uploads/'  # resumable uploads: they expire on their own
         for page in pages:
             for item in page.get('Uploads', ()):
-                if item['Initiated'].timestamp() > limit:
+                if item['Initiated'].timestamp() > limit or item['Key'].startswith(tus):
                     continue
                 if self._last_activity(item['Key'], item['UploadId']) <= limit:
                     self.client.abort_quietly(item['Key'], item['UploadId'])

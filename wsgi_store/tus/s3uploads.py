@@ -167,8 +167,8 @@ class S3UploadStore:
             with contextlib.suppress(Exception):
                 self._delete(lock)
 
-    def _lock(self, lock: str) -> None:
-        deadline = time.monotonic() + LOCK_WAIT
+    def _lock(self, lock: str, wait: float = LOCK_WAIT) -> None:
+        deadline = time.monotonic() + wait
         client = self.client.use()
         while True:
             try:
@@ -189,6 +189,42 @@ class S3UploadStore:
                 raise Locked('another request is writing to this upload')
             time.sleep(0.1)
 
+    # -- expiry (filestorectl gc / stats) ---------------------------------------------
+    def ids(self) -> list[str]:
+        """Every upload id present (live, complete or expired)."""
+        found = []
+        with self.client.errors('list resumable uploads'):
+            pages = (
+                self.client.use()
+                .get_paginator('list_objects_v2')
+                .paginate(Bucket=self.bucket, Prefix=self.root, Delimiter='/')
+            )
+            for page in pages:
+                for common in page.get('CommonPrefixes', ()):
+                    name = common['Prefix'][len(self.root) :].rstrip('/')
+                    if is_upload_id(name):
+                        found.append(name)
+        return sorted(found)
+
+    def expired_ids(self, now: float | None = None) -> list[str]:
+        """Uploads whose expiry has passed (and debris without a state)."""
+        now = time.time() if now is None else now
+        found = []
+        for upload_id in self.ids():
+            try:
+                if self.expires(upload_id) <= now:
+                    found.append(upload_id)
+            except NotFound:
+                found.append(upload_id)
+        return found
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove expired uploads that no writer holds; return how many."""
+        removed = 0
+        for upload_id in self.expired_ids(now):
+            removed += self.remove(upload_id, wait=0)
+        return removed
+
     def remove(
         self, upload_id: str, *, wait: float | None = None, held: bool = False
     ) -> bool:
@@ -196,11 +232,11 @@ class S3UploadStore:
         try:
             state = self.state(upload_id)
         except NotFound:
-            return True
+            state = {}  # debris: delete what is there
         lock = self.key(upload_id, 'lock')
         if not held:
             try:
-                self._lock(lock)
+                self._lock(lock, LOCK_WAIT if wait is None else wait)
             except Locked:
                 return False
         try:

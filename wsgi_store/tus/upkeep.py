@@ -1,14 +1,17 @@
 """Maintenance of resumable uploads, for ``filestorectl gc`` and ``stats``.
 
-Only the filesystem backend keeps upload state (``STORE/uploads/``); other
-backends have none yet and count zero.
+The filesystem backend keeps upload state in ``STORE/uploads/``, the S3 backend
+under ``PREFIX/uploads/`` in its bucket.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import Config
 from .sessions import UploadStore
@@ -22,11 +25,20 @@ class UploadCounts:
     expired: int = 0  # waiting for gc
 
 
-def upload_store(config: Config) -> UploadStore | None:
-    """The store's upload state, or None when the backend keeps none."""
-    if config.backend != 'fs':
-        return None
-    return UploadStore(
+@contextlib.contextmanager
+def upload_store(config: Config) -> Iterator[Any]:
+    """The store's upload state (an S3 backend is opened and closed here)."""
+    if config.backend == 's3':
+        from ..backends.s3 import S3Backend
+        from .s3uploads import S3UploadStore
+
+        backend = S3Backend.from_config(config)
+        try:
+            yield S3UploadStore(backend, config.upload_expiry)
+        finally:
+            backend.close()
+        return
+    yield UploadStore(
         os.path.join(config.store_dir, 'uploads'),
         config.upload_expiry,
         fsync=config.fsync,
@@ -35,15 +47,13 @@ def upload_store(config: Config) -> UploadStore | None:
 
 def sweep_expired(config: Config) -> int:
     """Remove expired uploads (never one a writer holds); return how many."""
-    store = upload_store(config)
-    return 0 if store is None else store.sweep()
+    with upload_store(config) as store:
+        return int(store.sweep())
 
 
 def count_uploads(config: Config) -> UploadCounts:
     """How many uploads are live and how many have expired."""
-    store = upload_store(config)
-    if store is None:
-        return UploadCounts()
-    now = time.time()
-    expired = len(store.expired_ids(now))
-    return UploadCounts(len(store.ids()) - expired, expired)
+    with upload_store(config) as store:
+        now = time.time()
+        expired = len(store.expired_ids(now))
+        return UploadCounts(len(store.ids()) - expired, expired)
