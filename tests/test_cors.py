@@ -263,6 +263,17 @@ def test_static_refuses_writes(app: webtest.TestApp) -> None:
     app.put('/static/upload.js', b'x', status=405)
 
 
+def test_page_has_an_etag_and_answers_304_when_unchanged(app: webtest.TestApp) -> None:
+    page = app.get('/', headers={'Accept': BROWSER})
+    assert page.headers['Cache-Control'] == 'no-cache'
+    again = app.get(
+        '/',
+        headers={'Accept': BROWSER, 'If-None-Match': page.headers['ETag']},
+        status=304,
+    )
+    assert again.body == b''
+
+
 def test_page_links_assets_by_their_current_tag(app: webtest.TestApp) -> None:
     page = app.get('/', headers={'Accept': BROWSER}).text
     js = app.get('/static/upload.js')
@@ -274,3 +285,51 @@ def test_create_app_without_cors_adds_no_cors_middleware(store_dir: Path) -> Non
     app = create_app(Config(store_dir=store_dir))
     names = [type(m).__name__ for m in app._unprepared_middleware]
     assert 'Cors' not in names
+
+
+# -- httplint (the library behind REDbot) over the page's answers ---------------------
+@pytest.mark.parametrize(
+    ('method', 'target', 'headers'),
+    [
+        ('GET', '/', {'Accept': BROWSER}),
+        ('GET', '/static/upload.js', {}),
+        ('GET', '/static/upload.css', {}),
+        ('HEAD', '/static/upload.js', {}),
+        ('OPTIONS', '/uploads', preflight(ORIGIN)),
+        ('OPTIONS', f'/files/{H}', preflight(ORIGIN, 'GET')),
+    ],
+)
+def test_httplint_finds_nothing_bad_in_the_page_assets_and_preflights(
+    cors_app: webtest.TestApp, method: str, target: str, headers: dict[str, str]
+) -> None:
+    from httplint import HttpRequestLinter, HttpResponseLinter
+    from httplint.note import levels
+
+    resp = cors_app.request(target, method=method, headers=headers)
+    request = HttpRequestLinter()
+    request.process_request_topline(method.encode(), target.encode(), b'HTTP/1.1')
+    request.process_headers(
+        [(b'Host', b'127.0.0.1')]
+        + [(k.encode(), v.encode()) for k, v in headers.items()]
+    )
+    request.finish_content(True)
+    response = HttpResponseLinter(_related=request)
+    response.is_head_response = method == 'HEAD'
+    response.process_response_topline(b'HTTP/1.1', str(resp.status_int).encode(), b'')
+    response.process_headers(
+        [(k.encode('latin-1'), v.encode('latin-1')) for k, v in resp.headerlist]
+    )
+    response.feed_content(resp.body)
+    response.finish_content(True)
+    notes, todo = [], list(response.notes)
+    while todo:
+        note = todo.pop()
+        notes.append(note)
+        todo.extend(note.subnotes)
+    found = [
+        f'{type(n).__name__}: {n.summary}'
+        for n in notes
+        if n.level in (levels.BAD, levels.WARN)
+        and type(n).__name__ != 'DATE_CLOCKLESS'  # WebTest: gunicorn adds Date
+    ]
+    assert found == []

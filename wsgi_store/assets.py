@@ -51,7 +51,7 @@ class StaticResource:
             raise NotFound(f'no static file {name!r}')
         found = asset(name)
         resp.etag = f'"{found.tag}"'
-        resp.cache_control = ['public', f'max-age={YEAR}', 'immutable']
+        resp.cache_control = [f'max-age={YEAR}', 'immutable']
         resp.set_header('X-Content-Type-Options', 'nosniff')
         matches = req.if_none_match or []
         if any(str(tag) in (found.tag, '*') for tag in matches):

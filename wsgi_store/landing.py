@@ -9,6 +9,7 @@ under a strict Content-Security-Policy: nothing inline, nothing from elsewhere.
 
 from __future__ import annotations
 
+import hashlib
 import html
 
 import falcon
@@ -41,17 +42,23 @@ def is_page_request(req: falcon.Request) -> bool:
 
 def render(req: falcon.Request, resp: falcon.Response, algorithm: str) -> None:
     """Answer with the page (HEAD gets the headers only, from Falcon)."""
-    resp.content_type = falcon.MEDIA_HTML
     resp.vary = ['Accept']
     resp.cache_control = ['no-cache']
     resp.set_header('Content-Security-Policy', CSP)
     resp.set_header('X-Content-Type-Options', 'nosniff')
     resp.set_header('Referrer-Policy', 'no-referrer')
     template = asset(PAGE).body.decode('utf-8')
-    resp.text = template.format(
+    text = template.format(
         algorithm=html.escape(algorithm),
         base=html.escape(req.prefix, quote=True),
         prefix=html.escape(req.root_path, quote=True),
         js_tag=asset('upload.js').tag,
         css_tag=asset('upload.css').tag,
     )
+    tag = hashlib.sha256(text.encode()).hexdigest()[:20]
+    resp.etag = f'"{tag}"'  # no-cache: revalidated each time, a 304 when unchanged
+    if any(str(t) in (tag, '*') for t in req.if_none_match or []):
+        resp.status = falcon.HTTP_304
+        return
+    resp.content_type = falcon.MEDIA_HTML
+    resp.text = text
