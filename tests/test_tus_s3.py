@@ -201,3 +201,28 @@ def test_gc_keeps_live_s3_uploads_and_removes_expired_ones(prefix, tmp_path):
     assert sweep_expired(gone) == 2
     assert upload_keys(prefix, stale) == []
     assert s3env.list_uploads(prefix) == []
+
+
+def test_s3_checksum_mismatch_across_a_part_leaves_no_multipart_upload(s3app, prefix):
+    data = os.urandom(6 * MiB)
+    url = create(s3app, 2 * len(data))
+    wrong = 'sha1 ' + 'A' * 27 + '='
+    patch(s3app, url, 0, data, status=460, **{'Upload-Checksum': wrong})
+    assert s3env.list_uploads(prefix) == []  # the part it sent was aborted
+    assert s3app.head(url, headers=TUS).headers['Upload-Offset'] == '0'
+    patch(s3app, url, 0, data)
+    assert s3app.head(url, headers=TUS).headers['Upload-Offset'] == str(len(data))
+
+
+def test_s3_upload_locked_by_another_node_is_423(s3app, prefix, monkeypatch):
+    from wsgi_store.tus import s3uploads
+
+    url = create(s3app, 4)
+    lock = f'{prefix}/uploads/{url.rsplit("/", 1)[1]}/lock'
+    s3env.client().put_object(Bucket=s3env.bucket(), Key=lock, Body=b'')
+    monkeypatch.setattr(s3uploads, 'LOCK_WAIT', 0.5)
+    patch(s3app, url, 0, b'ab', status=423)
+    s3app.delete(url, headers=TUS, status=423)
+    monkeypatch.setattr(s3uploads, 'LOCK_TTL', 0.0)  # a dead writer's lock
+    patch(s3app, url, 0, b'ab')
+    assert s3app.head(url, headers=TUS).headers['Upload-Offset'] == '2'

@@ -31,27 +31,23 @@ import contextlib
 import hmac
 import json
 import logging
-import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..backends.base import PutResult, Staged
 from ..backends.s3 import S3Backend
-from ..backends.s3_io import _Chunks, _Upload
-from ..digests import new_hasher
 from ..errors import NotFound
 from .headers import Gone, Locked, is_upload_id
-from .sessions import LOCK_WAIT, UploadInfo
+from .s3writer import S3Writer
+from .sessions import UploadInfo
 
 logger = logging.getLogger(__name__)
 
 LOCK_TTL = 30.0  # seconds without a refresh after which a lock is stale
-REFRESH = 10.0  # a writer refreshes its lock at least this often while it writes
-READ_CHUNK = 1 << 20
+LOCK_WAIT = 5.0  # seconds a writer waits for another (as on the filesystem)
 
 
 class S3UploadStore:
@@ -72,13 +68,15 @@ class S3UploadStore:
 
     # -- state -------------------------------------------------------------------
     def _get(self, key: str) -> bytes | None:
-        try:
-            reply = self.client.use().get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get('Error', {}).get('Code') in ('NoSuchKey', '404'):
-                return None
-            raise
-        return reply['Body'].read()
+        with self.client.errors('read upload state'):
+            try:
+                reply = self.client.use().get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if exc.response.get('Error', {}).get('Code') in ('NoSuchKey', '404'):
+                    return None
+                raise
+            data: bytes = reply['Body'].read()
+        return data
 
     def _put(self, key: str, body: bytes, **extra: Any) -> None:
         with self.client.errors('write upload state'):
@@ -93,8 +91,7 @@ class S3UploadStore:
     def state(self, upload_id: str) -> dict[str, Any]:
         if not is_upload_id(upload_id):
             raise NotFound('no such upload')
-        with self.client.errors('read upload state'):
-            raw = self._get(self.key(upload_id, 'state.json'))
+        raw = self._get(self.key(upload_id, 'state.json'))
         if raw is None:
             raise NotFound('no such upload')
         state: dict[str, Any] = json.loads(raw)
@@ -167,8 +164,8 @@ class S3UploadStore:
             with contextlib.suppress(Exception):
                 self._delete(lock)
 
-    def _lock(self, lock: str, wait: float = LOCK_WAIT) -> None:
-        deadline = time.monotonic() + wait
+    def _lock(self, lock: str, wait: float | None = None) -> None:
+        deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
         client = self.client.use()
         while True:
             try:
@@ -176,9 +173,10 @@ class S3UploadStore:
                     Bucket=self.bucket, Key=lock, Body=b'', IfNoneMatch='*'
                 )
                 return
-            except ClientError as exc:
-                if exc.response.get('Error', {}).get('Code') != 'PreconditionFailed':
-                    raise
+            except Exception as exc:
+                if not _precondition_failed(exc):
+                    with self.client.errors('lock an upload'):
+                        raise
             with contextlib.suppress(ClientError):
                 head = client.head_object(Bucket=self.bucket, Key=lock)
                 if head['LastModified'].timestamp() < time.time() - LOCK_TTL:
@@ -236,152 +234,42 @@ class S3UploadStore:
         lock = self.key(upload_id, 'lock')
         if not held:
             try:
-                self._lock(lock, LOCK_WAIT if wait is None else wait)
+                self._lock(lock, wait)
             except Locked:
                 return False
         try:
+            # The state first: a reader that finds no state finds no upload.
             self._delete(self.key(upload_id, 'state.json'))
-            if state.get('mpu'):
-                self.client.abort_quietly(self.key(upload_id, 'data'), state['mpu'])
-            for name in (state.get('tail'), 'data', 'expired'):
-                if name:
-                    self._delete(self.key(upload_id, name))
+            self._delete_debris(upload_id, state.get('mpu') or '')
         finally:
             if not held:
                 with contextlib.suppress(Exception):
                     self._delete(lock)
         return True
 
-
-class S3Writer:
-    """Appends to one locked S3 upload: the tail, then parts, then a new tail."""
-
-    def __init__(self, store: S3UploadStore, state: dict[str, Any], lock: str):
-        self.store = store
-        self.state = state
-        self.upload_id = state['info']['id']
-        self.lock = lock
-        self.offset = int(state['offset'])
-        self.written = 0
-        tail = state.get('tail') or ''
-        raw = store._get(store.key(self.upload_id, tail)) if tail else b''
-        self._tail = memoryview(raw or b'')
-        self._refreshed = time.monotonic()
-        self.rollback()
-
-    def rollback(self) -> None:
-        """Forget what was appended since the last commit."""
-        self.parts = list(self.state['parts'])
-        self.mpu = self.state.get('mpu') or ''
-        self.buffer = [self._tail] if len(self._tail) else []
-        self.buffered = len(self._tail)
-        self.written = 0
-
-    def write(self, view: memoryview) -> None:
-        self.buffer.append(memoryview(bytes(view)))
-        self.buffered += len(view)
-        self.written += len(view)
-        if self.buffered >= self.store.part_bytes:
-            self._send_part()
-        if time.monotonic() - self._refreshed > REFRESH:
-            self.store._put(self.lock, b'')  # still alive
-            self._refreshed = time.monotonic()
-
-    def _send_part(self) -> None:
-        store = self.store
-        client = store.client.use()
-        data_key = store.key(self.upload_id, 'data')
-        if not self.mpu:
-            with store.client.errors('start a multipart upload'):
-                reply = client.create_multipart_upload(
-                    Bucket=store.bucket, Key=data_key
-                )
-            self.mpu = reply['UploadId']
-        number = self.parts[-1]['PartNumber'] + 1 if self.parts else 1
-        with store.client.errors(f'upload part {number}'):
-            reply = client.upload_part(
-                Bucket=store.bucket,
-                Key=data_key,
-                UploadId=self.mpu,
-                PartNumber=number,
-                Body=_Chunks(self.buffer),
+    def _delete_debris(self, upload_id: str, mpu: str) -> None:
+        """Every multipart upload and key of the upload, a dead writer's too."""
+        client = self.client.use()
+        data_key = self.key(upload_id, 'data')
+        with self.client.errors('list an upload'):
+            pages = client.get_paginator('list_multipart_uploads').paginate(
+                Bucket=self.bucket, Prefix=data_key
             )
-        self.parts.append({'PartNumber': number, 'ETag': reply['ETag']})
-        self.buffer, self.buffered = [], 0
+            pending = {it['UploadId'] for p in pages for it in p.get('Uploads', ())}
+        for upload in pending | ({mpu} if mpu else set()):
+            self.client.abort_quietly(data_key, upload)
+        with self.client.errors('list an upload'):
+            pages = client.get_paginator('list_objects_v2').paginate(
+                Bucket=self.bucket, Prefix=self.key(upload_id, '')
+            )
+            keys = [it['Key'] for p in pages for it in p.get('Contents', ())]
+        lock = self.key(upload_id, 'lock')
+        for key in keys:
+            if key != lock:
+                self._delete(key)
 
-    def commit(self) -> int:
-        """Store the tail, then the state naming it; return the new offset."""
-        store = self.store
-        old_tail = self.state.get('tail') or ''
-        new_tail = old_tail
-        if self.written:
-            new_tail = ''
-            if self.buffered:
-                new_tail = f'tail-{self.offset + self.written}-{secrets.token_hex(4)}'
-                body = b''.join(bytes(v) for v in self.buffer)
-                store._put(store.key(self.upload_id, new_tail), body)
-            self.offset += self.written
-            self.written = 0
-        self.state.update(
-            offset=self.offset, parts=self.parts, mpu=self.mpu, tail=new_tail
-        )
-        store.write_state(self.state)
-        if old_tail and old_tail != new_tail:
-            with contextlib.suppress(Exception):
-                store._delete(store.key(self.upload_id, old_tail))
-        self._tail = memoryview(b''.join(bytes(v) for v in self.buffer))
-        return self.offset
 
-    # -- completion ----------------------------------------------------------------
-    def assemble(self) -> None:
-        """Make ``data`` hold the whole upload (the tail as the last part)."""
-        store = self.store
-        if self.state.get('assembled'):
-            return
-        data_key = store.key(self.upload_id, 'data')
-        client = store.client.use()
-        if not self.parts and not self.mpu:
-            body = b''.join(bytes(v) for v in self.buffer)
-            store._put(data_key, body)
-        else:
-            if self.buffered:
-                self._send_part()
-            with store.client.errors('complete a multipart upload'):
-                client.complete_multipart_upload(
-                    Bucket=store.bucket,
-                    Key=data_key,
-                    UploadId=self.mpu,
-                    MultipartUpload={'Parts': self.parts},
-                )
-        self.state.update(assembled=True, mpu='', parts=[])
-        store.write_state(self.state)
-
-    def digest(self, algorithms: list[str]) -> dict[str, bytes]:
-        """Hash the assembled upload by reading it back (one GetObject)."""
-        self.assemble()
-        store = self.store
-        hashers = {name: new_hasher(name) for name in algorithms}
-        with store.client.errors('read the assembled upload'):
-            body = store.client.use().get_object(
-                Bucket=store.bucket, Key=store.key(self.upload_id, 'data')
-            )['Body']
-            while chunk := body.read(READ_CHUNK):
-                for hasher in hashers.values():
-                    hasher.update(chunk)
-        return {name: h.digest() for name, h in hashers.items()}
-
-    def store_object(self, digests: Mapping[str, bytes]) -> PutResult:
-        """Commit the assembled upload through the S3 backend's own commit."""
-        self.assemble()
-        backend = self.store.backend
-        handle = _Upload(temp_key=self.store.key(self.upload_id, 'data'))
-        staged = Staged(
-            digests[backend.algorithm].hex(), self.offset, dict(digests), handle
-        )
-        result = backend.commit(staged)
-        tail = self.state.get('tail')
-        if tail:
-            with contextlib.suppress(Exception):
-                self.store._delete(self.store.key(self.upload_id, tail))
-            self.state['tail'] = ''
-        return result
+def _precondition_failed(exc: Exception) -> bool:
+    if not isinstance(exc, ClientError):
+        return False
+    return exc.response.get('Error', {}).get('Code') == 'PreconditionFailed'
