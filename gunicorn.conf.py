@@ -19,7 +19,7 @@ running the store get the same settings:
     limit_request_*    8190-byte request line and header fields, 100 fields
     forwarded_allow_ips  WSGI_STORE_FORWARDED_ALLOW_IPS (nginx on loopback)
     loglevel, logconfig_dict   WSGI_STORE_LOG_LEVEL, WSGI_STORE_LOGFILE
-    hooks              on_starting (sweeps stale temp uploads), post_fork,
+    hooks              on_starting (sweeps stale temp uploads), on_reload,
                        child_exit: wsgi_store/hooks.py
 
 To change one setting for this run, set it below the update, e.g.

@@ -13,7 +13,7 @@ import socket
 import time
 from typing import Any
 
-from .errors import PROBLEM_JSON, problem
+from .problems import PROBLEM_JSON, problem
 
 logger = logging.getLogger(__name__)
 

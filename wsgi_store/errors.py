@@ -70,18 +70,3 @@ class StoreMismatch(StoreError):
     """The store on disk was created with other settings (algorithm, layout)."""
 
     slug, title = 'store-mismatch', 'Store settings mismatch'
-
-
-# NOTE: transitional: nginx.py and workers.py (other owners) still import the
-# wire-format names from here. Resolved lazily, so that importing the domain
-# errors (as every backend does) never imports Falcon. Import them from
-# wsgi_store.problems instead.
-_MOVED = frozenset({'PROBLEM_JSON', 'TYPE_BASE', 'problem'})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from . import problems
-
-        return getattr(problems, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

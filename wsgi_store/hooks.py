@@ -63,10 +63,6 @@ def child_exit(config: Config, server: object, worker: object) -> None:
         multiprocess.mark_process_dead(pid, path)
 
 
-def post_fork(config: Config, server: object, worker: object) -> None:
-    """In each worker right after fork (S3 clients are made lazily after this)."""
-
-
 def prepare_metrics_dir(config: Config) -> Path:
     """Create (or empty) this run's multiprocess directory and export it.
 

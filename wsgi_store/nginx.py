@@ -26,11 +26,11 @@ import json
 from .conditional import PRECONDITION_DETAIL
 from .config import Config
 from .digests import hex_length
-from .errors import PROBLEM_JSON, TYPE_BASE
+from .downloads import CACHE_CONTROL
+from .problems import PROBLEM_JSON, TYPE_BASE
 
 DEFAULT_ACCESS_LOG = '/var/log/nginx/wsgi-store.access.log'
 PUBLIC_PREFIX = '/_wsgi_store_public/'
-CACHE_CONTROL = 'public, max-age=31536000, immutable'
 NOT_FOUND_DETAIL = 'no object $wsgi_store_hash'  # as the filesystem backend says
 # Request headers that would make nginx decide something (Range, preconditions).
 NGINX_DECIDES = (

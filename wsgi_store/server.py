@@ -45,27 +45,17 @@ class StoreLogger(glogging.Logger):
         return
 
     def reopen_files(self) -> None:
+        # gunicorn reopens the file handlers of every *named* logger; the root
+        # logger's (where the app's lines go, see logs.py) are the ones it misses.
         super().reopen_files()
-        for handler in _file_handlers():
-            if handler.stream:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler) and handler.stream:
                 handler.acquire()
                 try:
                     handler.close()
                     handler.stream = handler._open()
                 finally:
                     handler.release()
-
-
-def _file_handlers() -> set[logging.FileHandler]:
-    loggers = [logging.getLogger()]
-    loggers += [
-        lg
-        for lg in logging.Logger.manager.loggerDict.values()
-        if isinstance(lg, logging.Logger)
-    ]
-    return {
-        h for lg in loggers for h in lg.handlers if isinstance(h, logging.FileHandler)
-    }
 
 
 def bind_address(config: Config) -> str:
@@ -118,7 +108,6 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
         # systemd's ProtectHome hides it. Signals and filestorectl do the job.
         'control_socket_disable': True,
         'on_starting': functools.partial(hooks.on_starting, config),
-        'post_fork': functools.partial(hooks.post_fork, config),
         'on_reload': functools.partial(hooks.on_reload, config),
         'child_exit': functools.partial(hooks.child_exit, config),
     }
