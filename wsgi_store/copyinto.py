@@ -3,10 +3,11 @@
 Each chunk is received into one of two reused buffers, then hashed and written
 from that same memory: no ``bytes`` object per chunk, no copy. For a body of
 more than one chunk, hashing and writing run on a helper thread while the next
-chunk is received into the other buffer (hashlib and ``os.write`` release the
-GIL, and so does ``recv_into``), so receiving overlaps hashing + writeback on a
-second core. At most one chunk is in the helper's hands per upload, so hashers
-see the chunks in order; a buffer is refilled only after its chunk is done.
+chunk is received into the other buffer, and hashing and writing run on two
+helpers at once (hashlib and ``os.write`` release the GIL, and so does
+``recv_into``). At most one chunk is in the helpers' hands per upload, so the
+hashers and the file see the chunks in order; a buffer is refilled only after
+its chunk is hashed and written.
 
 NOTE: whatever happens (a short body, a limit, a client gone), the helper's
 chunk is waited for before returning: the caller closes the file descriptor
@@ -24,7 +25,7 @@ from typing import Any
 
 from .errors import IncompleteBody, StoreError, TooLarge
 
-HELPERS = 4  # per process: each large upload in flight needs one at a time
+HELPERS = 4  # per process: each large upload in flight uses two at a time
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
@@ -60,6 +61,20 @@ def _consume(
     for update in updates:
         update(chunk)
     write(chunk)
+
+
+def _hash(updates: list[Callable[[Any], None]], chunk: memoryview) -> None:
+    for update in updates:
+        update(chunk)
+
+
+def _wait(futures: list[Future[None]]) -> None:
+    """Wait for every future, then raise the first error (none left running)."""
+    for future in futures:
+        future.exception()
+    for future in futures:
+        future.result()
+    futures.clear()
 
 
 def _fill(readinto: Callable[[memoryview], int], view: memoryview, size: int) -> int:
@@ -98,7 +113,7 @@ def copy_into(
     if overlap:
         buffers.append(memoryview(bytearray(chunk_bytes)))
     size, turn = 0, 0
-    pending: Future[None] | None = None
+    pending: list[Future[None]] = []  # the previous chunk's hashing and writing
     try:
         while True:
             view = buffers[turn]
@@ -111,14 +126,15 @@ def copy_into(
             if not overlap:
                 _consume(updates, write, chunk)
                 continue
-            if pending is not None:
-                pending.result()  # the other buffer is free again; its errors
-            pending = _helpers().submit(_consume, updates, write, chunk)
+            _wait(pending)  # in order, and the other buffer is free again
+            pool = _helpers()
+            pending = [
+                pool.submit(_hash, updates, chunk),
+                pool.submit(write, chunk),
+            ]
             turn ^= 1
-        if pending is not None:
-            pending, done = None, pending
-            done.result()
+        _wait(pending)
     finally:
-        if pending is not None:
-            pending.exception()  # wait; the error already raising wins
+        for future in pending:
+            future.exception()  # wait; the error already raising wins
     return size
