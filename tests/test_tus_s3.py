@@ -9,6 +9,8 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +20,19 @@ import webtest
 from tusclient import client as tus_client
 
 from tests import s3env
-from tests.servers import Server, start_gunicorn
+from tests.servers import (
+    Server,
+    free_port,
+    require_binary,
+    start_gunicorn,
+    start_nginx,
+    wait_until,
+)
 from tests.test_tus import OCTETS, TUS, create, patch
 from tests.test_tus_e2e import make_file
 from wsgi_store.app import create_app
 from wsgi_store.backends.s3 import S3Backend
+from wsgi_store.nginx import site_config
 from wsgi_store.tus.upkeep import UploadCounts, count_uploads, sweep_expired
 
 pytestmark = [pytest.mark.s3]
@@ -226,3 +236,95 @@ def test_s3_upload_locked_by_another_node_is_423(s3app, prefix, monkeypatch):
     monkeypatch.setattr(s3uploads, 'LOCK_TTL', 0.0)  # a dead writer's lock
     patch(s3app, url, 0, b'ab')
     assert s3app.head(url, headers=TUS).headers['Upload-Offset'] == '2'
+
+
+def test_s3_ietf_draft_with_an_open_length(s3app):
+    v6 = {'Upload-Draft-Interop-Version': '6'}
+    first, rest = os.urandom(6 * MiB), os.urandom(MiB)
+    resp = s3app.post(
+        '/uploads', first, headers={**v6, 'Upload-Complete': '?0'}, status=201
+    )
+    url = resp.headers['Location']
+    assert s3app.head(url, headers=v6, status=204).headers['Upload-Offset'] == str(
+        len(first)
+    )
+    done = s3app.patch(
+        url,
+        rest,
+        headers={
+            **v6,
+            'Upload-Offset': str(len(first)),
+            'Upload-Complete': '?1',
+            'Content-Type': 'application/partial-upload',
+        },
+        status=200,
+    )
+    digest = hashlib.sha256(first + rest).hexdigest()
+    assert done.headers['Upload-File-Hash'] == digest
+    assert s3app.get(f'/files/{digest}').body == first + rest
+
+
+@pytest.mark.e2e
+def test_s3_upload_through_nginx_over_two_nodes_survives_losing_one(prefix, tmp_path):
+    """Behind the generated nginx site, the PATCHes of one upload reach both
+    nodes; with node A stopped half-way, node B finishes the upload."""
+    require_binary('nginx', '/usr/sbin/nginx')
+    config = s3env.s3_config(prefix)
+    settings = {
+        'backend': 's3',
+        's3_endpoint_url': config.s3_endpoint_url,
+        's3_bucket': config.s3_bucket,
+        's3_prefix': prefix,
+        's3_region': config.s3_region,
+        's3_addressing_style': 'path',
+        's3_part_bytes': PART,
+        'workers': 1,
+        'threads': 4,
+    }
+    work = Path(tempfile.mkdtemp(prefix='wsgi-store-tus-s3-'))
+    work.chmod(0o755)  # nginx's workers keep temp files here
+    path = tmp_path / 'behind.bin'
+    digest = make_file(path, 16 * MiB + 1)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        nodes = []
+        for name in ('a', 'b'):
+            node = start_gunicorn(work, work / name, **settings)
+            stack.callback(node.stop)
+            nodes.append(node)
+        port = free_port()
+        access_log = work / 'access.log'
+        site = site_config(
+            config,
+            listen=f'127.0.0.1:{port}',
+            upstreams=[f'127.0.0.1:{node.port}' for node in nodes],
+            access_log=str(access_log),
+            name='tus_s3',
+        )
+        nginx = start_nginx(work, site, port)
+        stack.callback(nginx.stop)
+        first = tus_client.TusClient(nginx.url + '/uploads').uploader(
+            str(path), chunk_size=2 * MiB
+        )
+        first.upload(stop_at=8 * MiB)
+
+        def upstreams() -> set[str]:
+            lines = access_log.read_text().splitlines()
+            return {
+                line.split('upstream=', 1)[1].split()[0]
+                for line in lines
+                if '"PATCH /uploads/' in line and ' 204 ' in line
+            }
+
+        want = {f'127.0.0.1:{node.port}' for node in nodes}
+        wait_until(lambda: upstreams() == want, 10, 'PATCHes on both nodes')
+        nodes[0].stop()
+        second = tus_client.TusClient(nginx.url + '/uploads').uploader(
+            str(path), url=first.url, chunk_size=2 * MiB
+        )
+        assert second.offset == 8 * MiB
+        second.upload()
+        head = requests.head(first.url, headers=TUS, timeout=30)
+        assert head.headers['Upload-File-Hash'] == digest
+        got = requests.get(nginx.url + f'/files/{digest}', timeout=60)
+        assert hashlib.sha256(got.content).hexdigest() == digest
