@@ -35,7 +35,6 @@ KNOWN_LONG = {
     'tokens.py': 'the tokens file parser and its hot reload: split with the auth item',
     'backends/fs.py': 'its write path is being reworked (group commit); split after it',
     'metrics.py': 'resumable-upload metrics just added; split its collectors out next',
-    'tus/resource.py': 'resumable uploads just landed; split by route with that work',
 }
 
 

@@ -37,7 +37,7 @@ from ..errors import BadRequest, StoreError
 from . import headers as h
 
 if TYPE_CHECKING:
-    from .resource import Tus
+    from .core import Tus
     from .sessions import UploadInfo
 
 INTEROP_HEADER = 'Upload-Draft-Interop-Version'
@@ -107,7 +107,7 @@ class Draft:
         self.tus = tus
 
     def create(self, req: falcon.Request, resp: falcon.Response, version: int) -> None:
-        from .resource import new_upload  # the one place an upload is made
+        from .core import new_upload  # the one place an upload is made
 
         complete = completeness(req, version)
         length = h.parse_count(req.get_header('Upload-Length'), 'Upload-Length')
