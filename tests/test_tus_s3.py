@@ -130,6 +130,9 @@ def test_s3_wrong_offset_checksum_and_delete(s3app, prefix):
 
 
 def test_s3_concatenation_is_refused_with_400(s3app):
+    options = s3app.options('/uploads', status=204)
+    assert 'concatenation' not in options.headers['Tus-Extension'].split(',')
+    assert 'creation' in options.headers['Tus-Extension'].split(',')
     resp = s3app.post(
         '/uploads',
         headers={**TUS, 'Upload-Length': '3', 'Upload-Concat': 'partial'},

@@ -31,6 +31,10 @@ class TusMiddleware:
 
     def __init__(self, config: Config) -> None:
         self.max_size = config.max_upload_bytes
+        # Partial uploads are concatenated from files: not on S3 (yet).
+        self.extensions = [
+            e for e in h.EXTENSIONS if config.backend != 's3' or e != 'concatenation'
+        ]
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict
@@ -46,7 +50,7 @@ class TusMiddleware:
     def discovery(self, resp: falcon.Response) -> None:
         resp.status = falcon.HTTP_204
         resp.set_header('Tus-Version', h.TUS_VERSION)
-        resp.set_header('Tus-Extension', ','.join(h.EXTENSIONS))
+        resp.set_header('Tus-Extension', ','.join(self.extensions))
         resp.set_header('Tus-Checksum-Algorithm', ','.join(h.CHECKSUM_ALGORITHMS))
         if self.max_size:
             resp.set_header('Tus-Max-Size', str(self.max_size))
