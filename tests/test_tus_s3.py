@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +23,16 @@ from tusclient import client as tus_client
 from tests import s3env
 from tests.servers import (
     Server,
+    children_of,
     free_port,
+    pid_alive,
     require_binary,
     start_gunicorn,
     start_nginx,
     wait_until,
 )
 from tests.test_tus import OCTETS, TUS, create, patch
-from tests.test_tus_e2e import make_file
+from tests.test_tus_e2e import make_file, start_patch
 from wsgi_store.app import create_app
 from wsgi_store.backends.s3 import S3Backend
 from wsgi_store.nginx import site_config
@@ -331,3 +334,76 @@ def test_s3_upload_through_nginx_over_two_nodes_survives_losing_one(prefix, tmp_
         assert head.headers['Upload-File-Hash'] == digest
         got = requests.get(nginx.url + f'/files/{digest}', timeout=60)
         assert hashlib.sha256(got.content).hexdigest() == digest
+
+
+@pytest.mark.e2e
+def test_s3_worker_killed_mid_patch_on_node_a_then_resumed_on_node_b(prefix, tmp_path):
+    """kill -9 while node A streams a PATCH (a part already in S3, its lock
+    held): node B sees the acknowledged offset, gets 423 until the dead
+    writer's lock is stale (30 s), then finishes; gc removes the dead writer's
+    multipart upload with the expired upload."""
+    config = s3env.s3_config(prefix)
+    settings = {
+        'backend': 's3',
+        's3_endpoint_url': config.s3_endpoint_url,
+        's3_bucket': config.s3_bucket,
+        's3_prefix': prefix,
+        's3_region': config.s3_region,
+        's3_addressing_style': 'path',
+        's3_part_bytes': PART,
+        'workers': 1,
+        'threads': 4,
+    }
+    path = tmp_path / 'killed.bin'
+    digest = make_file(path, 12 * MiB)
+    data = path.read_bytes()
+    with contextlib.ExitStack() as stack:
+        nodes = []
+        for name in ('a', 'b'):
+            node = start_gunicorn(tmp_path, tmp_path / name, **settings)
+            stack.callback(node.stop)
+            nodes.append(node)
+        a, b = nodes
+        uploader = tus_client.TusClient(a.url + '/uploads').uploader(
+            str(path), chunk_size=2 * MiB
+        )
+        uploader.upload(stop_at=2 * MiB)  # acknowledged: must survive
+        upload_path = uploader.url.split(str(a.port), 1)[1]
+        [worker] = children_of(a.proc.pid)
+        sock = start_patch(uploader.url, 2 * MiB, 10 * MiB, data[2 * MiB : 9 * MiB])
+        try:
+            wait_until(
+                lambda: len(s3env.list_uploads(prefix)) == 1,
+                30,
+                'node A to send a part of the PATCH to S3',
+            )
+            os.kill(worker, signal.SIGKILL)
+            wait_until(lambda: not pid_alive(worker), 15, 'the worker to die')
+        finally:
+            sock.close()
+        on_b = b.url + upload_path
+        head = requests.head(on_b, headers=TUS, timeout=30)
+        assert head.headers['Upload-Offset'] == str(2 * MiB)
+        rest = {**TUS, 'Content-Type': OCTETS, 'Upload-Offset': str(2 * MiB)}
+        answers = []
+
+        def resumed() -> bool:
+            try:
+                resp = requests.patch(
+                    on_b, data=data[2 * MiB :], headers=rest, timeout=60
+                )
+            except requests.ConnectionError:  # 423 sent while the body was sent
+                answers.append('reset')
+                return False
+            answers.append(resp.status_code)
+            return resp.status_code == 204
+
+        wait_until(resumed, 90, 'the dead writer lock to go stale')
+        assert set(answers[:-1]) <= {423, 'reset'}, answers
+        head = requests.head(on_b, headers=TUS, timeout=30)
+        assert head.headers['Upload-File-Hash'] == digest
+        got = requests.get(b.url + f'/files/{digest}', timeout=60)
+        assert hashlib.sha256(got.content).hexdigest() == digest
+    assert len(s3env.list_uploads(prefix)) == 1  # the dead writer's, until gc
+    assert sweep_expired(config.replace(upload_expiry=0)) == 1
+    assert s3env.list_uploads(prefix) == []
