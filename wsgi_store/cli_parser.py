@@ -168,6 +168,12 @@ def _add_generators(
         action='store_false',
         help='send every read to the app (no public read path in nginx)',
     )
+    site.add_argument(
+        '--body-offload',
+        action='store_true',
+        help='nginx receives upload bodies into STORE/tmp/nginx-body and the app '
+        'adopts the file (start the app with WSGI_STORE_NGINX_BODY_DIR)',
+    )
 
 
 def _add_tokens(sub: argparse._SubParsersAction) -> None:

@@ -127,6 +127,9 @@ class Config:
     s3_max_attempts: int = 3
     # -- HTTP behaviour ------------------------------------------------------
     accel_redirect: str = ''  # nginx internal location prefix, '' = off
+    # nginx in front writes request bodies here (`nginx-config --body-offload`)
+    # and names them in X-Body-File; None = never read a file a header names.
+    nginx_body_dir: Path | None = None
     tokens_file: Path | None = None
     public_read: bool = False
     # Origins (scheme://host[:port]) whose pages may call the upload and object

@@ -115,6 +115,7 @@ def nginx_config(args: argparse.Namespace, config: Config, flags: list[str]) -> 
         upstreams=args.upstream,
         access_log=access_log,
         direct_reads=args.direct_reads,
+        body_offload=args.body_offload,
     )
     print(text, end='')
     return 0

@@ -8,6 +8,9 @@ What nginx does here:
 
 * proxies the API to gunicorn (keep-alive upstream, uploads streamed with
   ``proxy_request_buffering off``, ``client_max_body_size`` = the store's limit);
+* with ``--body-offload``, receives every upload body but resumable ones into
+  ``STORE/tmp/nginx-body/`` and passes the app only its name (``X-Body-File``,
+  :mod:`wsgi_store.bodyfile`);
 * serves ``X-Accel-Redirect`` answers from an ``internal`` location mapped on
   the store (``--accel-redirect``), with sendfile, Range and ETag;
 * when reads need no token and the store is a directory, serves *plain*
@@ -91,7 +94,7 @@ server {{
     proxy_connect_timeout 5s;
     proxy_send_timeout {io_timeout}s;
     proxy_read_timeout {io_timeout}s;
-
+{offload}
     location / {{
         proxy_pass http://{name};
     }}
@@ -106,7 +109,7 @@ server {{
         proxy_buffering off;
         proxy_cache off;
         error_page 413 @uploads_too_large;
-        proxy_pass http://{name};
+{uploads_offload}        proxy_pass http://{name};
     }}
 
     location @too_large {{
@@ -119,6 +122,38 @@ server {{
         add_header Tus-Resumable 1.0.0 always;
         return 413 '{too_large}\\n';
     }}
+"""
+
+BODY_DIR = 'tmp/nginx-body'  # under the store: the same filesystem (os.link)
+_BUFFERING = (
+    '    proxy_request_buffering off;       # uploads stream through to the app\n'
+)
+_OFFLOAD = """
+    # --body-offload: nginx receives each body (whole) into the store's own
+    # tmp/ and hands the app its name; the app hashes it and links it into place
+    # (wsgi_store/bodyfile.py). The app needs WSGI_STORE_NGINX_BODY_DIR set to
+    # this path, and nginx's workers must run as the store's user. A client's
+    # X-Body-File is always replaced. gc removes bodies a crash left (> 1 h old).
+    client_body_temp_path "{body_dir}";
+    client_body_in_file_only clean;    # nginx removes its name after the answer
+    proxy_request_buffering on;
+    proxy_pass_request_body off;
+    proxy_set_header Content-Length '';
+    proxy_set_header X-Body-File $request_body_file;
+    proxy_set_header X-Body-Length $content_length;
+"""
+# /uploads keeps streaming (offsets are acknowledged as flushed); a location
+# with its own proxy_set_header inherits none, hence the whole list again.
+_UPLOADS_OFFLOAD = """\
+        client_body_in_file_only off;
+        proxy_pass_request_body on;
+        proxy_set_header Connection '';
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Request-ID ${name}_request_id;
+        proxy_set_header X-Body-File '';
 """
 
 _ACCEL = """
@@ -231,6 +266,7 @@ def site_config(
     access_log: str | None = None,
     name: str = 'wsgi_store',
     direct_reads: bool = True,
+    body_offload: bool = False,
 ) -> str:
     """The nginx site for ``config``.
 
@@ -242,12 +278,18 @@ def site_config(
         access_log: path of nginx's access log for this site.
         name: name of the upstream and of the log format (unique per nginx).
         direct_reads: let nginx serve public reads itself when possible.
+        body_offload: nginx writes upload bodies into the store's tmp/ and the
+            app adopts the file (filesystem backend only).
 
     Returns:
         The text for inside ``http {}``.
     """
     servers = upstreams or [_loopback(config)]
+    store = str(config.store_dir).rstrip('/')
+    offload = body_offload and config.backend == 'fs'
     text = _HEAD.format(
+        offload=_OFFLOAD.format(body_dir=f'{store}/{BODY_DIR}') if offload else '',
+        uploads_offload=_UPLOADS_OFFLOAD.format(name=name) if offload else '',
         name=name,
         servers='\n'.join(f'    server {s};' for s in servers),
         keepalive=config.keepalive,
@@ -269,7 +311,8 @@ def site_config(
             504, 'gateway-timeout', 'Gateway Timeout', UPSTREAM_SLOW
         ),
     )
-    store = str(config.store_dir).rstrip('/')
+    if offload:
+        text = text.replace(_BUFFERING, '', 1)  # _OFFLOAD turns it on
     if config.accel_redirect and config.backend == 'fs':
         text += _ACCEL.format(
             prefix=config.accel_redirect.rstrip('/'),

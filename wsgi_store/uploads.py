@@ -25,6 +25,7 @@ from falcon.media.multipart import (
     MultipartParseOptions,
 )
 
+from . import bodyfile
 from .backends.base import Backend, PutResult, Staged, check_expectations
 from .config import Config
 from .digests import (
@@ -153,6 +154,9 @@ def receive(
     """Store the request's body (or its file part) and return the result."""
     hex_len = hex_length(backend.algorithm)
     expect = expectations(req, backend.algorithm, hex_len, path_hash)
+    body_file = bodyfile.offered(req, config)
+    if body_file is not None:  # nginx already wrote it (nginx-config --body-offload)
+        return bodyfile.receive(req, body_file, backend, config, expect)
     body = body_reader(req, config)
     if req.content_type and req.content_type.lower().startswith('multipart/form-data'):
         # RFC 9530: the headers cover the whole request content, not the part.

@@ -14,14 +14,17 @@ own flush, or that flush may have failed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, NoReturn
 
-from ..digests import copy_stream, hex_length, is_object_name
+from ..digests import copy_stream, hex_length, is_object_name, new_hasher
 from ..errors import InsufficientStorage, NotFound
 from . import fscheck, fstemp
 from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
@@ -37,6 +40,9 @@ __all__ = ['LAYOUT_VERSION', 'META_NAME', 'SHARDS', 'FilesystemBackend']
 logger = logging.getLogger(__name__)
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# Where `nginx-config --body-offload` has nginx write request bodies (in tmp/).
+NGINX_BODY_DIR = 'nginx-body'
+NGINX_BODY_MIN_AGE = 3600.0  # seconds
 
 
 class FilesystemBackend(Backend):
@@ -175,6 +181,43 @@ class FilesystemBackend(Backend):
         finally:
             os.close(fd)
 
+    def adopt(self, fd: int, *, extra_algorithms: Iterable[str] = ()) -> Staged:
+        """Stage the open regular file ``fd`` without copying it (nginx's body).
+
+        It is hard-linked into ``tmp/`` (same filesystem; ``/proc/self/fd`` links
+        exactly the inode we checked), locked like any temp file, then hashed.
+
+        Raises:
+            OSError: it cannot be linked (another filesystem, or
+                ``protected_hardlinks`` and not ours): stream it instead.
+        """
+        path = f'{self._tmp_prefix}{os.getpid()}.{uuid.uuid4().hex}.part'
+        # NOTE: os.link follows the /proc magic link only through linkat
+        # (src_dir_fd); plain link(2) would try to link the symlink (EXDEV).
+        procfd = os.open('/proc/self/fd', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.link(str(fd), path, src_dir_fd=procfd, follow_symlinks=True)
+        finally:
+            os.close(procfd)
+        temp = fstemp.TempFile(path, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        try:
+            fcntl.flock(temp.fd, fcntl.LOCK_EX)
+            st = os.fstat(temp.fd)
+            if os.stat(path, follow_symlinks=False).st_ino != st.st_ino:
+                raise FileNotFoundError(errno.ENOENT, 'swept before locked', path)
+            with contextlib.suppress(PermissionError):
+                os.fchmod(temp.fd, 0o640)  # nginx wrote it 0600: as a streamed one
+            hashers = {a: new_hasher(a) for a in (self.algorithm, *extra_algorithms)}
+            for offset in range(0, st.st_size, self.chunk_bytes):
+                data = os.pread(temp.fd, self.chunk_bytes, offset)
+                for hasher in hashers.values():
+                    hasher.update(data)
+        except BaseException:
+            temp.remove()
+            raise
+        digests = {a: h.digest() for a, h in hashers.items()}
+        return Staged(digests[self.algorithm].hex(), st.st_size, digests, temp)
+
     def discard(self, staged: Staged) -> None:
         staged.handle.remove()
         staged.done = True
@@ -239,6 +282,11 @@ class FilesystemBackend(Backend):
         Files a live writer holds locked (any process) are never removed.
         """
         removed = fstemp.sweep(str(self.tmp), max_age)
+        bodies = self.tmp / NGINX_BODY_DIR
+        if bodies.is_dir():
+            # NOTE: nginx holds no lock on a body it is receiving: by age only,
+            # never younger than NGINX_BODY_MIN_AGE (a start-up sweep passes 0).
+            removed += fstemp.sweep(str(bodies), max(max_age, NGINX_BODY_MIN_AGE))
         if removed:
             logger.info('removed %d stale temp file(s) from %s', removed, self.tmp)
         return removed
