@@ -30,6 +30,7 @@ from .conditional import PRECONDITION_DETAIL
 from .config import Config
 from .digests import hex_length
 from .downloads import CACHE_CONTROL
+from .nginx_cors import cors_headers, cors_maps
 from .problems import PROBLEM_JSON, TYPE_BASE
 
 DEFAULT_ACCESS_LOG = '/var/log/nginx/wsgi-store.access.log'
@@ -172,12 +173,12 @@ _ACCEL = """
         add_header ETag $upstream_http_etag;
         types {{ }}
         default_type application/octet-stream;
-        error_page 404 = @wsgi_store_gone;  # deleted since the app looked
+{cors}        error_page 404 = @wsgi_store_gone;  # deleted since the app looked
     }}
 
     location @wsgi_store_gone {{
         default_type {problem};
-        return 404 '{gone}\\n';
+{cors_always}        return 404 '{gone}\\n';
     }}
 """
 
@@ -220,12 +221,12 @@ _PUBLIC = """
 
     location @not_found {{
         default_type {problem};
-        return 404 '{not_found}\\n';
+{cors_always}        return 404 '{not_found}\\n';
     }}
 
     location @wsgi_store_412 {{
         default_type {problem};
-        return 412 '{precondition_failed}\\n';
+{cors_always}        return 412 '{precondition_failed}\\n';
     }}
 """
 
@@ -239,7 +240,7 @@ _STATIC = """\
         default_type application/octet-stream;
         add_header ETag '"$wsgi_store_hash"';
         add_header Cache-Control '{cache}';
-        error_page 404 = @not_found;
+{cors}        error_page 404 = @not_found;
         # nginx tests an *empty* If-Match / If-Unmodified-Since itself (the
         # map cannot tell it from none) and refuses: the app's 412 document.
         error_page 412 @wsgi_store_412;"""
@@ -319,7 +320,11 @@ def site_config(
             store=store,
             problem=PROBLEM_JSON,
             gone=_problem(404, 'not-found', 'Not Found', 'the object is gone'),
+            cors=cors_headers(config, name),
+            cors_always=cors_headers(config, name, always=True),
         )
+    head, server, rest = text.partition('\nserver {')
+    text = head + cors_maps(config, name) + server + rest
     direct = direct_reads and reads_are_public(config)
     if direct:
         head, server, rest = text.partition('\nserver {')
@@ -331,7 +336,8 @@ def site_config(
             query_hash=_hash_regex('wsgi_store_q', 'wsgi_store_qs', config.hash),
             store=store,
             public=PUBLIC_PREFIX,
-            static=_STATIC.format(cache=CACHE_CONTROL),
+            static=_STATIC.format(cache=CACHE_CONTROL, cors=cors_headers(config, name)),
+            cors_always=cors_headers(config, name, always=True),
             problem=PROBLEM_JSON,
             not_found=_problem(404, 'not-found', 'Not Found', NOT_FOUND_DETAIL),
             precondition_failed=_problem(
