@@ -347,3 +347,30 @@ def test_tokens_through_nginx_and_internal_location_stays_internal() -> None:
         if daemon is not None:
             daemon.cleanup()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize(('backend', 'offloaded'), [('fs', True), ('s3', False)])
+def test_body_offload_site_keeps_uploads_location_streaming(
+    backend: str, offloaded: bool
+) -> None:
+    """--body-offload: bodies go to STORE/tmp/nginx-body, the client's
+    X-Body-File is replaced everywhere, and /uploads (tus) still streams."""
+    from wsgi_store.config import Config
+    from wsgi_store.nginx import site_config
+
+    config = Config(store_dir=Path('/srv/store'), backend=backend)
+    text = site_config(config, body_offload=True)
+    server, _, uploads = text.partition('location ^~ /uploads {')
+    uploads = uploads.partition('}')[0]
+    assert ('client_body_temp_path "/srv/store/tmp/nginx-body";' in server) is (
+        offloaded
+    )
+    assert ('proxy_set_header X-Body-File $request_body_file;' in server) is offloaded
+    assert ('proxy_request_buffering off;' in server) is not offloaded
+    assert 'proxy_request_buffering off;' in uploads
+    if offloaded:
+        assert 'client_body_in_file_only off;' in uploads
+        assert "proxy_set_header X-Body-File '';" in uploads
+        assert 'proxy_pass_request_body on;' in uploads
+    assert site_config(config) == site_config(config, body_offload=False)
+    assert 'nginx-body' not in site_config(config)

@@ -298,3 +298,59 @@ def test_sweep_removes_only_old_nginx_bodies(tmp_path: Path) -> None:
     os.utime(old, (past, past))
     assert backend.sweep_temp(0) == 1  # a start-up sweep: by age all the same
     assert sorted(os.listdir(bodies)) == ['0000000002']
+
+
+def offload_app(tmp_path: Path) -> tuple[webtest.TestApp, Path]:
+    from wsgi_store.app import create_app
+    from wsgi_store.config import Config
+
+    bodies = tmp_path / 'store' / 'tmp' / 'nginx-body'
+    config = Config(store_dir=tmp_path / 'store', nginx_body_dir=bodies)
+    app = webtest.TestApp(create_app(config))
+    bodies.mkdir()
+    return app, bodies
+
+
+def test_raw_body_file_is_linked_not_copied(tmp_path: Path) -> None:
+    app, bodies = offload_app(tmp_path)
+    body = bodies / '0000000007'
+    body.write_bytes(b'linked')
+    headers = {'X-Body-File': str(body), 'X-Body-Length': '6'}
+    resp = app.post('/files', b'', headers=headers)
+    want = hashlib.sha256(b'linked').hexdigest()
+    assert resp.text.strip() == want
+    obj = tmp_path / 'store' / want[:2] / want
+    assert obj.stat().st_ino == body.stat().st_ino
+    assert os.listdir(tmp_path / 'store' / 'tmp') == ['nginx-body']
+
+
+def test_body_file_is_copied_when_it_cannot_be_linked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsgi_store.backends.fs import FilesystemBackend
+
+    def cross_device(self: object, fd: int, **kwargs: object) -> None:
+        raise OSError(18, 'Invalid cross-device link')
+
+    monkeypatch.setattr(FilesystemBackend, 'adopt', cross_device)
+    app, bodies = offload_app(tmp_path)
+    body = bodies / '0000000008'
+    body.write_bytes(b'copied instead')
+    resp = app.post('/files', b'', headers={'X-Body-File': str(body)})
+    want = hashlib.sha256(b'copied instead').hexdigest()
+    assert resp.text.strip() == want
+    obj = tmp_path / 'store' / want[:2] / want
+    assert obj.read_bytes() == b'copied instead'
+    assert obj.stat().st_ino != body.stat().st_ino
+
+
+def test_body_length_differing_from_the_file_is_400(tmp_path: Path) -> None:
+    app, bodies = offload_app(tmp_path)
+    body = bodies / '0000000009'
+    body.write_bytes(b'short')
+    headers = {'X-Body-File': str(body), 'X-Body-Length': '6'}
+    resp = app.post('/files', b'', headers=headers, expect_errors=True)
+    assert resp.status_int == 400
+    short = hashlib.sha256(b'short').hexdigest()
+    assert not (tmp_path / 'store' / short[:2] / short).exists()
+    assert os.listdir(tmp_path / 'store' / 'tmp') == ['nginx-body']
