@@ -238,3 +238,21 @@ def test_mode_files_flushes_each_file_before_its_rename_and_its_shard_after(
 def test_an_unknown_group_commit_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match='group commit mode'):
         FilesystemBackend(tmp_path / 'store', group_commit='sometimes')
+
+
+@pytest.mark.parametrize('mode', ['syncfs', 'files', 'off'])
+def test_group_commit_mode_comes_from_the_setting(tmp_path, mode) -> None:
+    from wsgi_store.backends import make_backend
+    from wsgi_store.config import Config, ConfigError
+
+    config = Config.from_env(
+        {'WSGI_STORE_STORE_DIR': str(tmp_path), 'WSGI_STORE_GROUP_COMMIT': mode}
+    )
+    backend = make_backend(config)
+    try:
+        assert backend._committer.mode in (mode, 'off')  # 'off' without syncfs(2)
+        assert backend.put(io.BytesIO(b'abc')).created
+    finally:
+        backend.close()
+    with pytest.raises(ConfigError, match='WSGI_STORE_GROUP_COMMIT'):
+        Config.from_env({'WSGI_STORE_GROUP_COMMIT': 'sometimes'})

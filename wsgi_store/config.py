@@ -95,6 +95,9 @@ def human_bytes(count: int) -> str:
     return f'{value:.1f} TiB'
 
 
+GROUP_COMMIT_MODES = ('syncfs', 'files', 'off')
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """All settings of the service, the daemon and the backends.
@@ -108,6 +111,10 @@ class Config:
     hash: str = 'sha256'
     backend: str = 'fs'
     fsync: bool = True
+    # How concurrent durable uploads share device flushes (backends/groupcommit.py):
+    # 'syncfs' one syncfs(2) per round, 'files' one fdatasync per file and one
+    # fsync per shard directory, 'off' every upload flushes alone.
+    group_commit: str = 'syncfs'
     max_upload_bytes: int = 0  # 0 = unlimited
     chunk_bytes: int = MiB
     temp_max_age: int = 3600  # seconds; gc removes older temp files
@@ -200,6 +207,12 @@ class Config:
                 changes[field.name] = Path(os.path.abspath(value))
         if self.backend not in ('fs', 's3'):
             raise FieldError('backend', f'must be "fs" or "s3", not {self.backend!r}')
+        if self.group_commit not in GROUP_COMMIT_MODES:
+            raise FieldError(
+                'group_commit',
+                f'must be one of {", ".join(GROUP_COMMIT_MODES)}, '
+                f'not {self.group_commit!r}',
+            )
         if self.chunk_bytes < 1:
             raise FieldError('chunk_bytes', 'must be at least 1')
         if self.log_format not in ('text', 'json'):

@@ -88,6 +88,7 @@ class FilesystemBackend(Backend):
             config.store_dir,
             config.hash,
             fsync=config.fsync,
+            group_commit=config.group_commit,
             chunk_bytes=config.chunk_bytes,
             min_free_bytes=config.readyz_min_free_bytes,
             min_free_inodes=config.readyz_min_free_inodes,
