@@ -31,6 +31,7 @@ from .config import Config
 from .digests import hex_length
 from .downloads import CACHE_CONTROL
 from .nginx_cors import cors_headers, cors_maps
+from .nginx_offload import offload_server, offload_uploads, without_streaming
 from .problems import PROBLEM_JSON, TYPE_BASE
 
 DEFAULT_ACCESS_LOG = '/var/log/nginx/wsgi-store.access.log'
@@ -123,38 +124,6 @@ server {{
         add_header Tus-Resumable 1.0.0 always;
         return 413 '{too_large}\\n';
     }}
-"""
-
-BODY_DIR = 'tmp/nginx-body'  # under the store: the same filesystem (os.link)
-_BUFFERING = (
-    '    proxy_request_buffering off;       # uploads stream through to the app\n'
-)
-_OFFLOAD = """
-    # --body-offload: nginx receives each body (whole) into the store's own
-    # tmp/ and hands the app its name; the app hashes it and links it into place
-    # (wsgi_store/bodyfile.py). The app needs WSGI_STORE_NGINX_BODY_DIR set to
-    # this path, and nginx's workers must run as the store's user. A client's
-    # X-Body-File is always replaced. gc removes bodies a crash left (> 1 h old).
-    client_body_temp_path "{body_dir}";
-    client_body_in_file_only clean;    # nginx removes its name after the answer
-    proxy_request_buffering on;
-    proxy_pass_request_body off;
-    proxy_set_header Content-Length '';
-    proxy_set_header X-Body-File $request_body_file;
-    proxy_set_header X-Body-Length $content_length;
-"""
-# /uploads keeps streaming (offsets are acknowledged as flushed); a location
-# with its own proxy_set_header inherits none, hence the whole list again.
-_UPLOADS_OFFLOAD = """\
-        client_body_in_file_only off;
-        proxy_pass_request_body on;
-        proxy_set_header Connection '';
-        proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host $host;
-        proxy_set_header X-Request-ID ${name}_request_id;
-        proxy_set_header X-Body-File '';
 """
 
 _ACCEL = """
@@ -289,8 +258,8 @@ def site_config(
     store = str(config.store_dir).rstrip('/')
     offload = body_offload and config.backend == 'fs'
     text = _HEAD.format(
-        offload=_OFFLOAD.format(body_dir=f'{store}/{BODY_DIR}') if offload else '',
-        uploads_offload=_UPLOADS_OFFLOAD.format(name=name) if offload else '',
+        offload=offload_server(store) if offload else '',
+        uploads_offload=offload_uploads(name) if offload else '',
         name=name,
         servers='\n'.join(f'    server {s};' for s in servers),
         keepalive=config.keepalive,
@@ -313,7 +282,7 @@ def site_config(
         ),
     )
     if offload:
-        text = text.replace(_BUFFERING, '', 1)  # _OFFLOAD turns it on
+        text = without_streaming(text)
     if config.accel_redirect and config.backend == 'fs':
         text += _ACCEL.format(
             prefix=config.accel_redirect.rstrip('/'),
