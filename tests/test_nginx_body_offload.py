@@ -354,3 +354,21 @@ def test_body_length_differing_from_the_file_is_400(tmp_path: Path) -> None:
     short = hashlib.sha256(b'short').hexdigest()
     assert not (tmp_path / 'store' / short[:2] / short).exists()
     assert os.listdir(tmp_path / 'store' / 'tmp') == ['nginx-body']
+
+
+def test_body_file_from_an_untrusted_peer_is_400(tmp_path: Path) -> None:
+    """Only a FORWARDED_ALLOW_IPS peer (nginx) may name a body file."""
+    app, bodies = offload_app(tmp_path)
+    body = bodies / '0000000010'
+    body.write_bytes(b'from afar')
+    resp = app.post(
+        '/files',
+        b'',
+        headers={'X-Body-File': str(body)},
+        extra_environ={'REMOTE_ADDR': '192.0.2.7'},
+        expect_errors=True,
+    )
+    assert resp.status_int == 400
+    assert resp.content_type == 'application/problem+json'
+    far = hashlib.sha256(b'from afar').hexdigest()
+    assert not (tmp_path / 'store' / far[:2] / far).exists()

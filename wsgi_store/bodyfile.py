@@ -20,6 +20,7 @@ file as if it were the request stream.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import stat
@@ -43,10 +44,40 @@ _NOT_LINKABLE = (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK)
 
 
 def offered(req: falcon.Request, config: Config) -> str | None:
-    """The body file this request names, when nginx offload is configured."""
+    """The body file this request names, when nginx offload is configured.
+
+    Raises:
+        BadRequest: it came from a peer that is not a trusted proxy.
+    """
     if config.nginx_body_dir is None:
         return None  # a client's X-Body-File means nothing here
-    return req.get_header(BODY_FILE)
+    path = req.get_header(BODY_FILE)
+    if path is not None and not from_proxy(req.env.get('REMOTE_ADDR'), config):
+        logger.warning('refused %s from %s', BODY_FILE, req.env.get('REMOTE_ADDR'))
+        raise BadRequest(NOT_OURS)
+    return path
+
+
+def from_proxy(peer: object, config: Config) -> bool:
+    """True when ``peer`` is one of ``FORWARDED_ALLOW_IPS`` (nginx's address).
+
+    A peer that is no IP address (a unix socket) is trusted: the socket's
+    permissions decide who connects.
+    """
+    try:
+        address = ipaddress.ip_address(str(peer))
+    except ValueError:
+        return True
+    for entry in config.forwarded_allow_ips.split(','):
+        entry = entry.strip()
+        if entry == '*':
+            return True
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def open_body(path: str, body_dir: Path) -> tuple[int, int]:
