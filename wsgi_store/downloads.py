@@ -79,7 +79,7 @@ def _send(
     inline: bool,
 ) -> None:
     info, etag = dl.info, f'"{dl.info.hash}"'
-    conditions = conditional.request_preconditions(req.get_header)
+    conditions = conditional.preconditions_in(req.env)
     status = conditional.evaluate(req.method, conditions, etag, info.mtime)
     if status == 412:
         raise conditional.PreconditionFailed()
