@@ -22,6 +22,7 @@ _OFFLOAD = """
     # X-Body-File is always replaced. gc removes bodies a crash left (> 1 h old).
     client_body_temp_path "{body_dir}";
     client_body_in_file_only clean;    # nginx removes its name after the answer
+    client_body_buffer_size 1m;        # written in 1 MiB blocks, not 16 KiB
     proxy_request_buffering on;
     proxy_pass_request_body off;
     proxy_set_header Content-Length '';

@@ -32,7 +32,7 @@ from .dirsync import DirSyncer
 from .fslayout import LAYOUT_VERSION, META_NAME, SHARDS, init_layout
 from .fsquarantine import quarantine_if_same, quarantine_target
 from .groupcommit import GroupCommitter, Job
-from .writeback import WritebackWriter
+from .writeback import WritebackWriter, start_writeback
 
 # LAYOUT_VERSION, META_NAME and SHARDS are re-exported for older imports.
 __all__ = ['LAYOUT_VERSION', 'META_NAME', 'SHARDS', 'FilesystemBackend']
@@ -208,6 +208,8 @@ class FilesystemBackend(Backend):
                 raise FileNotFoundError(errno.ENOENT, 'swept before locked', path)
             with contextlib.suppress(PermissionError):
                 os.fchmod(temp.fd, 0o640)  # nginx wrote it 0600: as a streamed one
+            if self.fsync:
+                start_writeback(temp.fd)  # the disk writes while we hash
             hashers = {a: new_hasher(a) for a in (self.algorithm, *extra_algorithms)}
             for offset in range(0, st.st_size, self.chunk_bytes):
                 data = os.pread(temp.fd, self.chunk_bytes, offset)
