@@ -372,3 +372,46 @@ def test_body_file_from_an_untrusted_peer_is_400(tmp_path: Path) -> None:
     assert resp.content_type == 'application/problem+json'
     far = hashlib.sha256(b'from afar').hexdigest()
     assert not (tmp_path / 'store' / far[:2] / far).exists()
+
+
+def test_adopted_body_is_flushed_renamed_and_its_shard_flushed_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adopted file takes the streamed path's durable sequence: data
+    flushed, rename, shard directory flushed; nginx's name stays its own."""
+    from wsgi_store.backends import dirsync
+    from wsgi_store.backends.fs import FilesystemBackend
+
+    events: list[str] = []
+    real_fdatasync, real_replace = os.fdatasync, os.replace
+    real_fsync_dir = dirsync.fsync_dir
+
+    def fdatasync(fd: int) -> None:
+        events.append('fdatasync')
+        real_fdatasync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append('rename')
+        real_replace(src, dst)
+
+    def fsync_dir(path: str) -> None:
+        events.append(f'fsync_dir {Path(path).name}')
+        real_fsync_dir(path)
+
+    backend = FilesystemBackend(tmp_path / 'store')
+    body = backend.tmp / 'nginx-body' / '0000000011'
+    body.parent.mkdir()
+    body.write_bytes(b'durable from nginx')
+    monkeypatch.setattr(os, 'fdatasync', fdatasync)
+    monkeypatch.setattr(os, 'replace', replace)
+    monkeypatch.setattr(dirsync, 'fsync_dir', fsync_dir)
+    fd = os.open(body, os.O_RDONLY)
+    try:
+        result = backend.commit(backend.adopt(fd))
+    finally:
+        os.close(fd)
+    name = hashlib.sha256(b'durable from nginx').hexdigest()
+    assert (result.hash, result.created) == (name, True)
+    assert events == ['fdatasync', 'rename', f'fsync_dir {name[:2]}']
+    assert body.exists()  # nginx removes its own name (client_body_in_file_only clean)
+    assert backend.temp_names() == ['nginx-body']
