@@ -295,7 +295,8 @@ class FilesystemBackend(Backend):
         return removed
 
     def temp_names(self) -> list[str]:
-        return sorted(os.listdir(self.tmp))
+        # nginx's body directory (--body-offload) is no upload of ours.
+        return sorted(n for n in os.listdir(self.tmp) if n != NGINX_BODY_DIR)
 
     def space(self) -> fscheck.Space:
         return fscheck.space(self.root, self.quarantine_dir)
