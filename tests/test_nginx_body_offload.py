@@ -415,3 +415,13 @@ def test_adopted_body_is_flushed_renamed_and_its_shard_flushed_in_order(
     assert events == ['fdatasync', 'rename', f'fsync_dir {name[:2]}']
     assert body.exists()  # nginx removes its own name (client_body_in_file_only clean)
     assert backend.temp_names() == []  # nginx's directory is not counted
+
+
+def test_adopted_body_counts_in_upload_bytes_metric(tmp_path: Path) -> None:
+    from tests.test_metrics import scrape, value
+
+    app, bodies = offload_app(tmp_path)
+    body = bodies / '0000000012'
+    body.write_bytes(b'x' * 1234)
+    app.post('/files', b'', headers={'X-Body-File': str(body)})
+    assert value(scrape(app), 'wsgi_store_upload_bytes_total') == 1234

@@ -121,7 +121,7 @@ def check_size(req: falcon.Request, size: int, config: Config) -> None:
 
 
 def adopt(
-    fd: int, size: int, backend: Backend, expect: Sequence[Expectation], config: Config
+    fd: int, size: int, backend: Backend, expect: Sequence[Expectation]
 ) -> PutResult:
     """Make the raw body in ``fd`` an object: linked (fs) or streamed from the file."""
     extra = [e.algorithm for e in expect if e.algorithm != backend.algorithm]
@@ -174,9 +174,11 @@ def receive(
     fd, size = open_body(path, config.nginx_body_dir)
     try:
         check_size(req, size, config)
+        # The uploaded-bytes metric counts what the app reads from req.stream.
+        uploads._credit(req.stream, size)
         content_type = (req.content_type or '').lower()
         if not content_type.startswith('multipart/form-data'):
-            return adopt(fd, size, backend, expect, config)
+            return adopt(fd, size, backend, expect)
         body = uploads.BodyReader(FileBody(fd), size, config.max_upload_bytes)
         of_part = [e for e in expect if e.source not in uploads.DIGEST_HEADERS]
         of_body = [e for e in expect if e.source in uploads.DIGEST_HEADERS]
