@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         'command': 'python -m bench' + (' --quick' if args.quick else ''),
         'date': time.strftime('%Y-%m-%d %H:%M:%S %z'),
         **facts.versions(NGINX),
-        'nginx site': 'wsgi_store.nginx.site_config as shipped (access log on)',
+        'nginx site': 'wsgi_store.ops.nginx.site_config as shipped (access log on)',
         'gunicorn setup': f'gthread, {lab.workers} workers x {lab.threads} threads',
         'load before': load_before,
         'load after': facts.loadavg(),

@@ -1,6 +1,6 @@
 """nginx configuration for the bench: the store site, static files and WebDAV.
 
-The store site is the shipped one (``wsgi_store.nginx.site_config``, what
+The store site is the shipped one (``wsgi_store.ops.nginx.site_config``, what
 ``filestorectl nginx-config`` prints), access log included; the static and
 WebDAV servers are the limits it is compared with (no access log).
 """
@@ -63,7 +63,7 @@ def dav_site(port: int, root: Path) -> str:
 def store_site(port: int, upstream_port: int, store: Path, prefix: Path) -> str:
     """The store behind nginx, exactly as ``filestorectl nginx-config`` ships it."""
     from wsgi_store.config import Config
-    from wsgi_store.nginx import site_config
+    from wsgi_store.ops.nginx import site_config
 
     config = Config(store_dir=store, host='127.0.0.1', port=upstream_port).resolved()
     return site_config(

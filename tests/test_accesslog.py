@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from tests.conftest import sha256
-from wsgi_store.accesslog import (
+from wsgi_store.http.accesslog import (
     AccessLog,
     escape,
     is_secret,
@@ -188,7 +188,7 @@ def test_unknown_format_is_refused():
 def test_access_log_setting_turns_the_lines_off_but_keeps_request_ids():
     """WSGI_STORE_ACCESS_LOG=0 (nginx keeps the access log): no app lines."""
     from wsgi_store.config import Config
-    from wsgi_store.logs import logconfig_dict
+    from wsgi_store.ops.logs import logconfig_dict
 
     on = logconfig_dict(Config.from_env({}))
     off = logconfig_dict(Config.from_env({'WSGI_STORE_ACCESS_LOG': '0'}))
@@ -206,7 +206,7 @@ def test_app_log_lines_carry_the_request_id(tmp_path):
     from wsgi_store.app import create_app
     from wsgi_store.backends.fs import FilesystemBackend
     from wsgi_store.config import Config
-    from wsgi_store.logs import logconfig_dict
+    from wsgi_store.ops.logs import logconfig_dict
 
     config = Config(store_dir=tmp_path / 'store', logfile=tmp_path / 'log').resolved()
     root = logging.getLogger()
@@ -243,8 +243,8 @@ def test_app_log_lines_carry_the_request_id(tmp_path):
 def test_log_lines_after_a_request_carry_no_request_id(app, status):
     """The request id is reset when the answer is done: a line logged between
     requests (a sweep, a reload) says ``rid=-``, not the last request's id."""
-    from wsgi_store.accesslog import current_request_id
-    from wsgi_store.logs import RequestIdFilter
+    from wsgi_store.http.accesslog import current_request_id
+    from wsgi_store.ops.logs import RequestIdFilter
 
     path = '/healthz' if status == 200 else '/files/' + 'b' * 64
     app.get(path, headers={'X-Request-ID': 'stale-id'}, status=status)
@@ -259,13 +259,13 @@ def test_a_streamed_answer_keeps_its_request_id_until_it_is_closed(
 ):
     """A line logged while a body streams (a corrupt object found by the
     verifying reader) names its request; once the body is closed: ``rid=-``."""
-    from wsgi_store.accesslog import current_request_id
-    from wsgi_store.logs import RequestIdFilter
+    from wsgi_store.http.accesslog import current_request_id
+    from wsgi_store.ops.logs import RequestIdFilter
 
     app = make_app(verify_reads=True)
     digest = app.post('/', DATA).text.strip()
     (store_dir / digest[:2] / digest).write_bytes(b'corrupted!!!!')
-    caplog.set_level(logging.ERROR, logger='wsgi_store.downloads')
+    caplog.set_level(logging.ERROR, logger='wsgi_store.http.downloads')
     caplog.handler.addFilter(RequestIdFilter())  # reads the id as it is logged
     with pytest.raises(OSError, match='failed verification'):
         app.get(f'/files/{digest}', headers={'X-Request-ID': 'streaming-7'})

@@ -15,10 +15,15 @@ import webtest
 
 from tests.conftest import sha256
 from tests.servers import start_gunicorn
-from wsgi_store import auth, tokens
 from wsgi_store.app import create_app
-from wsgi_store.auth import TokenAuth, TokensFileError, network_warning, parse_tokens
 from wsgi_store.config import Config
+from wsgi_store.http import auth, tokens
+from wsgi_store.http.auth import (
+    TokenAuth,
+    TokensFileError,
+    parse_tokens,
+)
+from wsgi_store.ops.netwarn import network_warning
 
 DATA = b'guarded bytes\n'
 H = sha256(DATA)
@@ -312,7 +317,7 @@ def test_scopes_separated_by_commas_or_spaces() -> None:
 
 def test_world_readable_tokens_file_is_warned_about(tokens_file, caplog) -> None:
     tokens_file.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger='wsgi_store.tokens'):
+    with caplog.at_level(logging.WARNING, logger='wsgi_store.http.tokens'):
         auth.load_tokens(tokens_file)
     assert 'readable by every local user' in caplog.text
 

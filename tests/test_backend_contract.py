@@ -10,8 +10,8 @@ import pytest
 
 from tests.streams import BreakingStream
 from wsgi_store.backends.base import Backend
-from wsgi_store.digests import Expectation
 from wsgi_store.errors import DigestMismatch, IncompleteBody, NotFound, TooLarge
+from wsgi_store.hashing import Expectation
 
 DATA = b'contract data\n' * 100
 H = hashlib.sha256(DATA).hexdigest()

@@ -13,10 +13,10 @@ import webtest
 from tests.conftest import sha256
 from wsgi_store.app import create_app
 from wsgi_store.backends.fs import FilesystemBackend
-from wsgi_store.conditional import evaluate, http_date, parse_http_date
 from wsgi_store.config import Config
-from wsgi_store.disposition import content_disposition, content_type
-from wsgi_store.downloads import VerifyingReader, cache_control
+from wsgi_store.http.conditional import evaluate, http_date, parse_http_date
+from wsgi_store.http.disposition import content_disposition, content_type
+from wsgi_store.http.downloads import VerifyingReader, cache_control
 
 DATA = b'0123456789' * 10
 H = sha256(DATA)

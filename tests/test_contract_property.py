@@ -36,8 +36,8 @@ from tests import s3env
 from tests.streams import BreakingStream
 from wsgi_store.backends.base import Backend
 from wsgi_store.backends.fs import FilesystemBackend
-from wsgi_store.digests import Expectation
 from wsgi_store.errors import DigestMismatch, IncompleteBody, NotFound
+from wsgi_store.hashing import Expectation
 
 # A few fixed bodies so that the same content comes back (dedupe paths).
 POOL = [b'', b'a', b'hello store\n', bytes(range(256)) * 40]

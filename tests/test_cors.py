@@ -15,9 +15,9 @@ import webtest
 
 from tests.conftest import sha256
 from wsgi_store.app import create_app
-from wsgi_store.cli import config_from, given_flags
-from wsgi_store.cli_parser import build_parser
 from wsgi_store.config import Config, ConfigError
+from wsgi_store.ops.cli import config_from, given_flags
+from wsgi_store.ops.cli_parser import build_parser
 
 ORIGIN = 'http://127.0.0.1:8123'
 OTHER = 'http://127.0.0.1:8124'

@@ -301,7 +301,7 @@ def test_browser_with_file_hash_still_downloads(app: webtest.TestApp) -> None:
 
 
 def test_allow_order_is_one_fixed_order_including_patch() -> None:
-    from wsgi_store.methods import order_allow
+    from wsgi_store.http.methods import order_allow
 
     assert order_allow(['DELETE', 'OPTIONS', 'PATCH', 'get', 'HEAD']) == (
         'GET, HEAD, PATCH, DELETE'

@@ -18,11 +18,11 @@ import pytest
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
-from wsgi_store import copyinto
-from wsgi_store.digests import copy_stream
-from wsgi_store.directbody import direct_reader
+from wsgi_store.backends import copyinto
+from wsgi_store.backends.streaming import copy_stream
 from wsgi_store.errors import IncompleteBody
-from wsgi_store.uploads import BodyReader
+from wsgi_store.http.directbody import direct_reader
+from wsgi_store.http.uploads import BodyReader
 
 NEXT_REQUEST = b'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'
 

@@ -18,7 +18,7 @@ import pytest
 
 from wsgi_store.backends import dirsync
 from wsgi_store.backends.fs import FilesystemBackend
-from wsgi_store.verify import verify_backend
+from wsgi_store.maintenance.verify import verify_backend
 
 DATA = b'durable bytes\n' * 64
 H = hashlib.sha256(DATA).hexdigest()

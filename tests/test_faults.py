@@ -35,8 +35,8 @@ from tests.servers import (
     Server,
     start_gunicorn,
 )
-from wsgi_store import maintenance
 from wsgi_store.config import Config
+from wsgi_store.maintenance import tasks as maintenance
 
 pytestmark = pytest.mark.e2e
 KiB, MiB = 1024, 1024 * 1024

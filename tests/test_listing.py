@@ -11,7 +11,7 @@ import webtest
 from tests.conftest import sha256
 from wsgi_store.app import create_app
 from wsgi_store.config import Config
-from wsgi_store.listing import MAX_LIMIT, MAX_LOOKUP, find_missing, list_page
+from wsgi_store.http.listing import MAX_LIMIT, MAX_LOOKUP, find_missing, list_page
 
 
 def upload_many(app: webtest.TestApp, count: int) -> list[str]:
@@ -67,7 +67,7 @@ def test_after_accepts_a_prefix_and_any_case(app):
 
 
 def test_default_limit_and_cap(app, monkeypatch):
-    from wsgi_store import listing
+    from wsgi_store.http import listing
 
     stored = upload_many(app, 5)
     monkeypatch.setattr(listing, 'DEFAULT_LIMIT', 2)
@@ -174,7 +174,7 @@ def test_missing_names_the_bad_item(app):
 
 
 def test_missing_too_many_hashes_is_413(app, monkeypatch):
-    from wsgi_store import listing
+    from wsgi_store.http import listing
 
     monkeypatch.setattr(listing, 'MAX_LOOKUP', 3)
     resp = missing(app, [sha256(b'%d' % i) for i in range(4)], status=413)
@@ -231,7 +231,7 @@ def test_find_missing_runs_concurrently_only_for_remote_lookups(fs_backend, remo
     does not matter."""
     import threading
 
-    from wsgi_store.listing import find_missing
+    from wsgi_store.http.listing import find_missing
 
     seen: set[int] = set()
     real = fs_backend.exists

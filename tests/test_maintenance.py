@@ -1,4 +1,4 @@
-"""filestorectl verify / gc / stats (wsgi_store.maintenance) on real stores."""
+"""filestorectl verify / gc / stats (wsgi_store.maintenance.tasks) on real stores."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import sha256
-from wsgi_store import maintenance
 from wsgi_store.backends.base import Backend, ObjectInfo, PutResult, Staged
 from wsgi_store.backends.fs import FilesystemBackend
 from wsgi_store.config import Config
 from wsgi_store.errors import NotFound
-from wsgi_store.verify import hash_object, verify_backend
+from wsgi_store.maintenance import tasks as maintenance
+from wsgi_store.maintenance.verify import hash_object, verify_backend
 
 GOOD = [b'first object\n', b'second object\n' * 100, b'']
 
@@ -335,7 +335,7 @@ def test_repair_never_quarantines_an_object_replaced_after_hashing(
     """A corrupt object is hashed; then a client deletes it and uploads the right
     bytes again. ``verify --repair`` acts on the inode it hashed: the good
     object stays in place and nothing is quarantined."""
-    from wsgi_store import verify as verify_module
+    from wsgi_store.maintenance import verify as verify_module
 
     good = GOOD[1]
     name, path = sha256(good), object_path(fs, good)

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import sha256
 from tests.servers import Server, start_gunicorn
-from wsgi_store import hooks
 from wsgi_store.config import Config
+from wsgi_store.ops import hooks
 
 JSON = {'Accept': 'application/json'}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

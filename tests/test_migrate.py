@@ -17,7 +17,12 @@ from wsgi_store.backends.fs import FilesystemBackend
 from wsgi_store.backends.s3 import S3Backend
 from wsgi_store.config import Config
 from wsgi_store.errors import StoreMismatch
-from wsgi_store.migrate import MigrateError, MigrateSummary, migrate, open_source
+from wsgi_store.maintenance.migrate import (
+    MigrateError,
+    MigrateSummary,
+    migrate,
+    open_source,
+)
 
 s3mark = pytest.mark.s3
 

@@ -292,7 +292,7 @@ def test_direct_reads_only_when_reads_are_public(
     settings: dict[str, object], direct: bool
 ) -> None:
     from wsgi_store.config import Config
-    from wsgi_store.nginx import site_config
+    from wsgi_store.ops.nginx import site_config
 
     config = Config(store_dir=Path('/srv/store'), accel_redirect='/_store')
     text = site_config(config.replace(**settings))
@@ -356,7 +356,7 @@ def test_body_offload_site_keeps_uploads_location_streaming(
     """--body-offload: bodies go to STORE/tmp/nginx-body, the client's
     X-Body-File is replaced everywhere, and /uploads (tus) still streams."""
     from wsgi_store.config import Config
-    from wsgi_store.nginx import site_config
+    from wsgi_store.ops.nginx import site_config
 
     config = Config(store_dir=Path('/srv/store'), backend=backend)
     text = site_config(config, body_offload=True)

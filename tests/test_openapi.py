@@ -12,10 +12,12 @@ from falcon.routing import map_http_methods
 from wsgi_store import __version__
 from wsgi_store.app import create_app
 from wsgi_store.config import Config
-from wsgi_store.openapi import document
+from wsgi_store.http.openapi import document
 
 HTTP_METHODS = ('get', 'head', 'post', 'put', 'delete', 'patch', 'options', 'trace')
-PACKAGED = Path(__file__).resolve().parent.parent / 'wsgi_store' / 'openapi.json'
+PACKAGED = (
+    Path(__file__).resolve().parent.parent / 'wsgi_store' / 'http' / 'openapi.json'
+)
 
 
 def served_routes(app: falcon.App) -> dict[str, set[str]]:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.servers import wait_until
 from tests.three_paths import PATHS, Answer, KiB, MiB, ThreePaths, three_paths
-from wsgi_store.conditional import http_date
+from wsgi_store.http.conditional import http_date
 
 pytestmark = pytest.mark.e2e
 COMPARED = (

@@ -7,7 +7,7 @@ import webtest
 
 from tests.conftest import sha256
 from wsgi_store.config import Config
-from wsgi_store.metrics import Metrics
+from wsgi_store.http.metrics import Metrics
 
 DATA = b'regression\n'
 H = sha256(DATA)

@@ -17,8 +17,8 @@ import falcon.testing
 import pytest
 
 from tests.conftest import sha256
-from wsgi_store import conditional
-from wsgi_store.accesslog import AccessLog
+from wsgi_store.http import conditional
+from wsgi_store.http.accesslog import AccessLog
 
 DATA = b'request cost\n'
 H = sha256(DATA)

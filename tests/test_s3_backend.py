@@ -19,7 +19,6 @@ import pytest
 from tests import s3env
 from tests.streams import BreakingStream
 from wsgi_store.backends.s3 import S3Backend
-from wsgi_store.digests import Expectation
 from wsgi_store.errors import (
     BackendUnavailable,
     DigestMismatch,
@@ -27,7 +26,8 @@ from wsgi_store.errors import (
     NotFound,
     StoreMismatch,
 )
-from wsgi_store.verify import hash_object
+from wsgi_store.hashing import Expectation
+from wsgi_store.maintenance.verify import hash_object
 
 pytestmark = pytest.mark.s3
 

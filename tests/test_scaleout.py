@@ -1,7 +1,7 @@
 """Scale-out: two stateless gunicorn nodes on one S3 prefix behind one nginx upstream.
 
 Both nodes use the same bucket and prefix (each has its own store directory for
-its local bits); the nginx site is the generated one (``wsgi_store.nginx``) with
+its local bits); the nginx site is the generated one (``wsgi_store.ops.nginx``) with
 both nodes as upstream servers. Needs nginx and the S3 server of tests/s3env.py;
 the run's prefix is removed afterwards.
 """
@@ -32,7 +32,7 @@ from tests.servers import (
     wait_until,
 )
 from wsgi_store.backends.fs import META_NAME
-from wsgi_store.nginx import site_config
+from wsgi_store.ops.nginx import site_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3]
 

@@ -1,4 +1,4 @@
-"""Slow and hostile clients against real gunicorn (wsgi_store/workers.py).
+"""Slow and hostile clients against real gunicorn (wsgi_store/ops/workers.py).
 
 Issue 11 items 6 and 7, and issue 13's ``Expect: 100-continue`` bullet: slow
 heads and bodies must not stop the service, a silent body is cut after its idle
@@ -24,8 +24,8 @@ import pytest
 
 from tests.servers import Server, start_gunicorn, wait_until
 from wsgi_store.config import Config, ConfigError
-from wsgi_store.nginx import site_config
-from wsgi_store.requesthead import MAIN, UPLOAD, hopeless, plan
+from wsgi_store.ops.nginx import site_config
+from wsgi_store.ops.requesthead import MAIN, UPLOAD, hopeless, plan
 
 SLOW_HEADERS = 300
 SLOW_BODIES = 64

@@ -28,9 +28,9 @@ from tests.servers import (
     store_env,
     wait_until,
 )
-from wsgi_store import tokens
 from wsgi_store.config import Config
-from wsgi_store.tokens import TokensFileError, TokenStore, find_grant, parse_tokens
+from wsgi_store.http import tokens
+from wsgi_store.http.tokens import TokensFileError, TokenStore, find_grant, parse_tokens
 
 OLD = 'old-reader-token-00000000001'
 NEW = 'new-reader-token-00000000002'
@@ -66,7 +66,7 @@ def test_emptied_file_revokes_every_token_with_one_log_line(
 ) -> None:
     store = TokenStore(tokens_file, check_interval=0)
     assert valid(store, OLD)
-    with caplog.at_level(logging.INFO, logger='wsgi_store.tokens'):
+    with caplog.at_level(logging.INFO, logger='wsgi_store.http.tokens'):
         rewrite(tokens_file, '# every token revoked\n')
         for _ in range(20):
             assert not valid(store, OLD)
@@ -78,7 +78,7 @@ def test_deleted_file_revokes_every_token_and_restoring_works(
     tokens_file, caplog
 ) -> None:
     store = TokenStore(tokens_file, check_interval=0)
-    with caplog.at_level(logging.INFO, logger='wsgi_store.tokens'):
+    with caplog.at_level(logging.INFO, logger='wsgi_store.http.tokens'):
         tokens_file.unlink()
         for _ in range(20):
             assert not valid(store, OLD)
@@ -92,7 +92,7 @@ def test_broken_file_keeps_the_last_good_set_and_logs_each_reload(
     tokens_file, caplog
 ) -> None:
     store = TokenStore(tokens_file, check_interval=0)
-    with caplog.at_level(logging.INFO, logger='wsgi_store.tokens'):
+    with caplog.at_level(logging.INFO, logger='wsgi_store.http.tokens'):
         for attempt in range(1, 3):
             rewrite(tokens_file, BROKEN + '#' * attempt)
             assert valid(store, OLD) and valid(store, WRITER)
@@ -109,7 +109,7 @@ def test_worker_with_broken_file_uses_the_masters_set(
     monkeypatch.setattr(tokens, '_inherited', {})
     config = Config(tokens_file=tokens_file)
     tokens.load_in_master(config, starting=True)
-    with caplog.at_level(logging.ERROR, logger='wsgi_store.tokens'):
+    with caplog.at_level(logging.ERROR, logger='wsgi_store.http.tokens'):
         rewrite(tokens_file, BROKEN)
         tokens.load_in_master(config, starting=False)  # on_reload: keeps, logs
         store = TokenStore(tokens_file, check_interval=0)  # the new worker

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.servers import Daemon, filestorectl, start_daemon, wait_until
-from wsgi_store.tokens import parse_tokens, token_digest
+from wsgi_store.http.tokens import parse_tokens, token_digest
 
 
 def add(path: Path, scopes: str) -> str:

@@ -29,7 +29,7 @@ from tests.servers import (
 )
 from tests.test_tus_e2e import TUS, data_size, make_file, start_patch
 from wsgi_store.config import Config
-from wsgi_store.nginx import site_config
+from wsgi_store.ops.nginx import site_config
 
 pytestmark = pytest.mark.e2e
 MiB = 1 << 20

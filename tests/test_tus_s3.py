@@ -35,7 +35,7 @@ from tests.test_tus import OCTETS, TUS, create, patch
 from tests.test_tus_e2e import make_file, start_patch
 from wsgi_store.app import create_app
 from wsgi_store.backends.s3 import S3Backend
-from wsgi_store.nginx import site_config
+from wsgi_store.ops.nginx import site_config
 from wsgi_store.tus.upkeep import UploadCounts, count_uploads, sweep_expired
 
 pytestmark = [pytest.mark.s3]

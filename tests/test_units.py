@@ -13,14 +13,8 @@ import pytest
 
 from wsgi_store.backends import dirsync
 from wsgi_store.backends.fs import FilesystemBackend
+from wsgi_store.backends.streaming import copy_stream
 from wsgi_store.config import Config, ConfigError
-from wsgi_store.digests import (
-    available_algorithms,
-    copy_stream,
-    normalize_hash,
-    parse_digest_header,
-)
-from wsgi_store.downloads import parse_range
 from wsgi_store.errors import (
     BadRequest,
     InvalidHash,
@@ -28,6 +22,12 @@ from wsgi_store.errors import (
     StoreMismatch,
     TooLarge,
 )
+from wsgi_store.hashing import (
+    available_algorithms,
+    normalize_hash,
+    parse_digest_header,
+)
+from wsgi_store.http.downloads import parse_range
 
 
 def test_config_defaults_match_the_issue() -> None:
@@ -196,7 +196,7 @@ def test_group_commit_covers_concurrent_callers(tmp_path: Path, monkeypatch) -> 
 
 def test_gunicorn_uses_sendfile_and_no_access_log_of_its_own(tmp_path: Path) -> None:
     """gunicorn's 'sendfile' setting only disables it: ours must leave it unset."""
-    from wsgi_store.server import StoreApplication, gunicorn_settings
+    from wsgi_store.ops.server import StoreApplication, gunicorn_settings
 
     config = Config(store_dir=tmp_path / 'store').resolved()
     assert 'sendfile' not in gunicorn_settings(config)

@@ -6,25 +6,25 @@ from typing import Any
 
 import falcon
 
-from . import problems
-from .accesslog import AccessLog, scoped_to_response
-from .assets import StaticResource
-from .backends import Backend, make_backend
-from .config import Config
-from .listing import FilesResource, MissingResource
-from .methods import MethodGuard
-from .metrics import Metrics, MetricsMiddleware, MetricsResource
-from .named import NamedResource
-from .openapi import OpenAPIResource
-from .resources import (
+from wsgi_store.backends import Backend, make_backend
+from wsgi_store.config import Config
+from wsgi_store.http import problems
+from wsgi_store.http.accesslog import AccessLog, scoped_to_response
+from wsgi_store.http.assets import StaticResource
+from wsgi_store.http.listing import FilesResource, MissingResource
+from wsgi_store.http.methods import MethodGuard
+from wsgi_store.http.metrics import Metrics, MetricsMiddleware, MetricsResource
+from wsgi_store.http.named import NamedResource
+from wsgi_store.http.openapi import OpenAPIResource
+from wsgi_store.http.resources import (
     HealthResource,
     ObjectResource,
     ObjectService,
     QueryResource,
     ReadyResource,
 )
-from .tus import TusMiddleware
-from .tus import add_routes as add_tus_routes
+from wsgi_store.tus import TusMiddleware
+from wsgi_store.tus import add_routes as add_tus_routes
 
 
 def create_app(
@@ -45,13 +45,13 @@ def create_app(
     if metrics is not None:
         middleware.append(MetricsMiddleware(metrics))
     if config.cors_origins:
-        from .cors import Cors  # preflights before tus discovery and the guard
+        from wsgi_store.http.cors import Cors
 
         middleware.append(Cors(config))
     middleware.append(TusMiddleware(config))  # tus OPTIONS, version, headers
     middleware.append(MethodGuard())  # 405 (OPTIONS too) before auth
     if config.tokens_file is not None:
-        from .auth import TokenAuth  # bearer tokens (issue 7)
+        from wsgi_store.http.auth import TokenAuth
 
         middleware.append(TokenAuth(config))
     app = _App(middleware=middleware)

@@ -140,7 +140,7 @@ class Config:
     tokens_file: Path | None = None
     public_read: bool = False
     # Origins (scheme://host[:port]) whose pages may call the upload and object
-    # routes from a browser (CORS, wsgi_store/cors.py); () = none.
+    # routes from a browser (CORS, wsgi_store/http/cors.py); () = none.
     cors_origins: tuple[str, ...] = ()
     readyz_min_free_bytes: int = 64 * MiB
     readyz_min_free_inodes: int = 1000
@@ -158,7 +158,7 @@ class Config:
     timeout: int = 120
     graceful_timeout: int = 60
     keepalive: int = 5
-    # Slow clients (wsgi_store/workers.py): seconds to send a whole request
+    # Slow clients (wsgi_store/ops/workers.py): seconds to send a whole request
     # head, seconds of silence allowed in a body, bodies gathered before a
     # thread is taken, the slowest body accepted (0 = no floor), threads for
     # bodies still arriving (0 = THREADS).

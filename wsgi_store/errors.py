@@ -1,7 +1,7 @@
 """The domain errors: the StoreError family that backends and handlers raise.
 
 No HTTP framework here: each error names the status, slug and title of its
-answer, and :mod:`wsgi_store.problems` renders them as problem documents.
+answer, and :mod:`wsgi_store.http.problems` renders them as problem documents.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Backend, ObjectInfo, PutResult, ReadyCheck, Staged
+from wsgi_store.backends.base import Backend, ObjectInfo, PutResult, ReadyCheck, Staged
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from wsgi_store.config import Config
 
 __all__ = [
     'Backend',
@@ -23,10 +23,10 @@ __all__ = [
 def backend_class(config: Config) -> type[Backend]:
     """The class of the backend the configuration names (S3 is imported lazily)."""
     if config.backend == 's3':
-        from .s3 import S3Backend
+        from wsgi_store.backends.s3 import S3Backend
 
         return S3Backend
-    from .fs import FilesystemBackend
+    from wsgi_store.backends.fs import FilesystemBackend
 
     return FilesystemBackend
 

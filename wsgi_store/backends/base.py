@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..digests import Expectation, Readable, new_hasher
-from ..errors import DigestMismatch, NotFound
+from wsgi_store.errors import DigestMismatch, NotFound
+from wsgi_store.hashing import Expectation, Readable, new_hasher
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,23 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, NoReturn
 
-from ..digests import copy_stream, hex_length, is_object_name, new_hasher
-from ..errors import InsufficientStorage, NotFound
-from . import fscheck, fstemp
-from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
-from .dirsync import DirSyncer
-from .fslayout import LAYOUT_VERSION, META_NAME, SHARDS, init_layout
-from .fsquarantine import quarantine_if_same, quarantine_target
-from .groupcommit import GroupCommitter, Job
-from .writeback import WritebackWriter, start_writeback
+from wsgi_store.backends import fscheck, fstemp
+from wsgi_store.backends.base import (
+    Backend,
+    Download,
+    ObjectInfo,
+    PutResult,
+    ReadyCheck,
+    Staged,
+)
+from wsgi_store.backends.dirsync import DirSyncer
+from wsgi_store.backends.fslayout import LAYOUT_VERSION, META_NAME, SHARDS, init_layout
+from wsgi_store.backends.fsquarantine import quarantine_if_same, quarantine_target
+from wsgi_store.backends.groupcommit import GroupCommitter, Job
+from wsgi_store.backends.streaming import copy_stream
+from wsgi_store.backends.writeback import WritebackWriter, start_writeback
+from wsgi_store.errors import InsufficientStorage, NotFound
+from wsgi_store.hashing import hex_length, is_object_name, new_hasher
 
 # LAYOUT_VERSION, META_NAME and SHARDS are re-exported for older imports.
 __all__ = ['LAYOUT_VERSION', 'META_NAME', 'SHARDS', 'FilesystemBackend']
@@ -81,7 +89,7 @@ class FilesystemBackend(Backend):
 
     @classmethod
     def from_config(cls, config: object) -> FilesystemBackend:
-        from ..config import Config
+        from wsgi_store.config import Config
 
         assert isinstance(config, Config)
         return cls(

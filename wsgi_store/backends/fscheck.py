@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..digests import is_object_name
-from .base import LayoutProblem, Space
-from .fslayout import SHARDS
+from wsgi_store.backends.base import LayoutProblem, Space
+from wsgi_store.backends.fslayout import SHARDS
+from wsgi_store.hashing import is_object_name
 
 
 def layout_problems(

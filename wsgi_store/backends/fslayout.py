@@ -6,8 +6,14 @@ import json
 import os
 from pathlib import Path
 
-from . import fstemp
-from .storemeta import LAYOUT_VERSION, META_NAME, SHARDS, check_document, new_document
+from wsgi_store.backends import fstemp
+from wsgi_store.backends.storemeta import (
+    LAYOUT_VERSION,
+    META_NAME,
+    SHARDS,
+    check_document,
+    new_document,
+)
 
 __all__ = ['LAYOUT_VERSION', 'META_NAME', 'SHARDS', 'init_layout']
 

@@ -35,8 +35,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import dirsync, writeback
-from .fstemp import TempFile
+from wsgi_store.backends import dirsync, writeback
+from wsgi_store.backends.fstemp import TempFile
 
 MODES = ('syncfs', 'files', 'off')
 # (final path, size, flush it?) -> True when an intact-looking object exists

@@ -25,14 +25,26 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..digests import Readable, hex_length
-from ..errors import BackendUnavailable, NotFound, RangeNotSatisfiable
-from .base import Backend, Download, ObjectInfo, PutResult, ReadyCheck, Staged
-from .s3_client import S3Client, new_client
-from .s3_io import S3Reader, total_size
-from .s3_listing import S3Lister
-from .s3_writes import S3Writer
-from .storemeta import META_NAME, check_document, new_document, parse_document
+from wsgi_store.backends.base import (
+    Backend,
+    Download,
+    ObjectInfo,
+    PutResult,
+    ReadyCheck,
+    Staged,
+)
+from wsgi_store.backends.s3_client import S3Client, new_client
+from wsgi_store.backends.s3_io import S3Reader, total_size
+from wsgi_store.backends.s3_listing import S3Lister
+from wsgi_store.backends.s3_writes import S3Writer
+from wsgi_store.backends.storemeta import (
+    META_NAME,
+    check_document,
+    new_document,
+    parse_document,
+)
+from wsgi_store.errors import BackendUnavailable, NotFound, RangeNotSatisfiable
+from wsgi_store.hashing import Readable, hex_length
 
 __all__ = ['COPY_LIMIT', 'MIN_PART_BYTES', 'MiB', 'S3Backend', 'S3Reader']
 
@@ -116,7 +128,7 @@ class S3Backend(Backend):
         ``check=False``: nothing is read or written at start (see
         :meth:`check_store`), e.g. to only read a migration source's metadata.
         """
-        from ..config import Config
+        from wsgi_store.config import Config
 
         assert isinstance(config, Config)
         return cls(

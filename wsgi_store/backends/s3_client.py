@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..errors import BackendUnavailable, NotFound, RangeNotSatisfiable
+from wsgi_store.errors import BackendUnavailable, NotFound, RangeNotSatisfiable
 
 # NOTE: one logger for the whole S3 backend, named as before it was split into
 # modules, so that logging configuration naming it keeps working.

@@ -6,8 +6,8 @@ import logging
 import time
 from collections.abc import Iterator
 
-from ..errors import NotFound
-from .s3_client import LOGGER_NAME, S3Client
+from wsgi_store.backends.s3_client import LOGGER_NAME, S3Client
+from wsgi_store.errors import NotFound
 
 logger = logging.getLogger(LOGGER_NAME)
 

@@ -20,11 +20,12 @@ import logging
 import secrets
 from collections.abc import Iterable
 
-from ..digests import Readable, copy_stream
-from ..errors import BackendUnavailable
-from .base import PutResult, Staged
-from .s3_client import LOGGER_NAME, S3Client
-from .s3_io import _Chunks, _Upload
+from wsgi_store.backends.base import PutResult, Staged
+from wsgi_store.backends.s3_client import LOGGER_NAME, S3Client
+from wsgi_store.backends.s3_io import _Chunks, _Upload
+from wsgi_store.backends.streaming import copy_stream
+from wsgi_store.errors import BackendUnavailable
+from wsgi_store.hashing import Readable
 
 logger = logging.getLogger(LOGGER_NAME)
 

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from ..errors import StoreMismatch
+from wsgi_store.errors import StoreMismatch
 
 LAYOUT_VERSION = 1
 META_NAME = 'wsgi-store.json'

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import falcon
 
-from ..backends.base import Backend
-from ..config import Config
-from .protocol import TusMiddleware
-from .resource import Tus, UploadResource, UploadsResource
+from wsgi_store.backends.base import Backend
+from wsgi_store.config import Config
+from wsgi_store.tus.protocol import TusMiddleware
+from wsgi_store.tus.resource import Tus, UploadResource, UploadsResource
 
 __all__ = ['Tus', 'TusMiddleware', 'UploadResource', 'UploadsResource', 'add_routes']
 

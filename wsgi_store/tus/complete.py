@@ -19,15 +19,15 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..backends.base import Backend, PutResult, Staged
-from ..backends.fs import FilesystemBackend
-from ..backends.fstemp import TempFile
-from ..digests import new_hasher
-from ..errors import DigestMismatch
-from .sessions import DATA, UploadInfo, UploadStore, Writer
+from wsgi_store.backends.base import Backend, PutResult, Staged
+from wsgi_store.backends.fs import FilesystemBackend
+from wsgi_store.backends.fstemp import TempFile
+from wsgi_store.errors import DigestMismatch
+from wsgi_store.hashing import new_hasher
+from wsgi_store.tus.sessions import DATA, UploadInfo, UploadStore, Writer
 
 if TYPE_CHECKING:
-    from .s3uploads import S3UploadStore, S3Writer
+    from wsgi_store.tus.s3uploads import S3UploadStore, S3Writer
 
 READ_CHUNK = 1 << 20
 

@@ -18,19 +18,19 @@ from urllib.parse import quote
 
 import falcon
 
-from ..backends.base import Backend
-from ..config import Config
-from ..digests import hex_length, normalize_hash, parse_digest_header
-from ..errors import BadRequest, TooLarge
-from ..uploads import body_reader
-from . import headers as h
-from .complete import finish, needed_algorithms
-from .draft import Draft, InconsistentLength, problem
-from .sessions import UploadInfo, UploadStore
-from .transfer import append
+from wsgi_store.backends.base import Backend
+from wsgi_store.config import Config
+from wsgi_store.errors import BadRequest, TooLarge
+from wsgi_store.hashing import hex_length, normalize_hash, parse_digest_header
+from wsgi_store.http.uploads import body_reader
+from wsgi_store.tus import headers as h
+from wsgi_store.tus.complete import finish, needed_algorithms
+from wsgi_store.tus.draft import Draft, InconsistentLength, problem
+from wsgi_store.tus.sessions import UploadInfo, UploadStore
+from wsgi_store.tus.transfer import append
 
 if TYPE_CHECKING:
-    from .s3uploads import S3UploadStore
+    from wsgi_store.tus.s3uploads import S3UploadStore
 
 
 class Tus:
@@ -41,7 +41,7 @@ class Tus:
         self.config = config
         self.uploads: UploadStore | S3UploadStore
         if backend.name == 's3':  # the state in the bucket: any node resumes
-            from .s3uploads import S3UploadStore
+            from wsgi_store.tus.s3uploads import S3UploadStore
 
             self.uploads = S3UploadStore(backend, config.upload_expiry)  # type: ignore[arg-type]
         else:

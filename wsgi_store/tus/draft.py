@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING
 
 import falcon
 
-from ..errors import BadRequest, StoreError
-from . import headers as h
+from wsgi_store.errors import BadRequest, StoreError
+from wsgi_store.tus import headers as h
 
 if TYPE_CHECKING:
-    from .core import Tus
-    from .sessions import UploadInfo
+    from wsgi_store.tus.core import Tus
+    from wsgi_store.tus.sessions import UploadInfo
 
 INTEROP_HEADER = 'Upload-Draft-Interop-Version'
 INTEROP_VERSIONS = (3, 4, 5, 6)
@@ -107,7 +107,7 @@ class Draft:
         self.tus = tus
 
     def create(self, req: falcon.Request, resp: falcon.Response, version: int) -> None:
-        from .core import new_upload  # the one place an upload is made
+        from wsgi_store.tus.core import new_upload
 
         complete = completeness(req, version)
         length = h.parse_count(req.get_header('Upload-Length'), 'Upload-Length')

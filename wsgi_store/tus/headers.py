@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from email.utils import formatdate
 
-from ..errors import BadRequest, StoreError
+from wsgi_store.errors import BadRequest, StoreError
 
 TUS_VERSION = '1.0.0'
 EXTENSIONS = (

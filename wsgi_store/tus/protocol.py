@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import falcon
 
-from ..config import Config
-from ..errors import BadRequest
-from . import headers as h
-from .draft import interop_version, respond
-from .resource import UploadResource, UploadsResource
+from wsgi_store.config import Config
+from wsgi_store.errors import BadRequest
+from wsgi_store.tus import headers as h
+from wsgi_store.tus.draft import interop_version, respond
+from wsgi_store.tus.resource import UploadResource, UploadsResource
 
 TUS_RESOURCES = (UploadsResource, UploadResource)
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import falcon
 
-from ..errors import BadRequest
-from . import headers as h
-from .complete import concatenate, finish
-from .core import Tus, new_upload
-from .draft import interop_version
-from .sessions import DATA, UploadInfo
+from wsgi_store.errors import BadRequest
+from wsgi_store.tus import headers as h
+from wsgi_store.tus.complete import concatenate, finish
+from wsgi_store.tus.core import Tus, new_upload
+from wsgi_store.tus.draft import interop_version
+from wsgi_store.tus.sessions import DATA, UploadInfo
 
 __all__ = ['Tus', 'UploadResource', 'UploadsResource', 'new_upload']
 

@@ -38,11 +38,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..backends.s3 import S3Backend
-from ..errors import NotFound
-from .headers import Gone, Locked, is_upload_id
-from .s3writer import S3Writer
-from .sessions import UploadInfo
+from wsgi_store.backends.s3 import S3Backend
+from wsgi_store.errors import NotFound
+from wsgi_store.tus.headers import Gone, Locked, is_upload_id
+from wsgi_store.tus.s3writer import S3Writer
+from wsgi_store.tus.sessions import UploadInfo
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import PutResult, Staged
-from ..backends.s3_io import _Chunks, _Upload
-from ..digests import new_hasher
+from wsgi_store.backends.base import PutResult, Staged
+from wsgi_store.backends.s3_io import _Chunks, _Upload
+from wsgi_store.hashing import new_hasher
 
 if TYPE_CHECKING:
-    from .s3uploads import S3UploadStore
+    from wsgi_store.tus.s3uploads import S3UploadStore
 
 REFRESH = 10.0  # a writer refreshes its lock at least this often while it writes
 READ_CHUNK = 1 << 20

@@ -36,9 +36,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
-from ..backends.dirsync import DirSyncer
-from ..errors import NotFound
-from .headers import Gone, Locked, is_upload_id
+from wsgi_store.backends.dirsync import DirSyncer
+from wsgi_store.errors import NotFound
+from wsgi_store.tus.headers import Gone, Locked, is_upload_id
 
 logger = logging.getLogger(__name__)
 

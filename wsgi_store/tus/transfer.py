@@ -12,10 +12,10 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from ..digests import Readable, new_hasher
-from ..errors import IncompleteBody, StoreError, TooLarge
-from .headers import Checksum, ChecksumMismatch
-from .sessions import Writer
+from wsgi_store.errors import IncompleteBody, StoreError, TooLarge
+from wsgi_store.hashing import Readable, new_hasher
+from wsgi_store.tus.headers import Checksum, ChecksumMismatch
+from wsgi_store.tus.sessions import Writer
 
 
 def append(

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config
-from .sessions import UploadStore
+from wsgi_store.config import Config
+from wsgi_store.tus.sessions import UploadStore
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class UploadCounts:
 def upload_store(config: Config) -> Iterator[Any]:
     """The store's upload state (an S3 backend is opened and closed here)."""
     if config.backend == 's3':
-        from ..backends.s3 import S3Backend
-        from .s3uploads import S3UploadStore
+        from wsgi_store.backends.s3 import S3Backend
+        from wsgi_store.tus.s3uploads import S3UploadStore
 
         backend = S3Backend.from_config(config)
         try:

@@ -1,0 +1,1 @@
+"""The HTTP face: resources, uploads, downloads, auth, problem+json, logs, metrics."""

@@ -1,0 +1,1 @@
+"""Offline work on a store through a Backend: verify, gc, stats, migrate."""

@@ -1,0 +1,1 @@
+"""Running the service: CLI, daemon, embedded gunicorn, hooks, generators."""
