@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.docs import documented_command
 from tests.servers import (
     ROOT,
     Daemon,
@@ -269,11 +270,9 @@ def test_missing_object_404_matches_the_app(stack: Stack) -> None:
 
 
 def test_shipped_site_is_the_generated_one() -> None:
-    """contrib/nginx/wsgi-store.conf is what README (Deploy) regenerates it with."""
+    """contrib/nginx/wsgi-store.conf is what the command in docs/deploy.md prints."""
     shipped = ROOT / 'contrib' / 'nginx' / 'wsgi-store.conf'
-    result = filestorectl(
-        'nginx-config', '--store', '/var/lib/wsgi-store', '--accel-redirect', '/_store'
-    )
+    result = filestorectl(*documented_command('contrib/nginx/wsgi-store.conf'))
     assert result.returncode == 0, result.stderr
     assert shipped.read_text() == result.stdout
 

@@ -2,7 +2,7 @@
 app (gunicorn alone), by nginx after the app's X-Accel-Redirect, and by nginx's
 direct reads gives the same status, bytes and header values.
 
-Every row also names the status the contract (README, "HTTP contract") asks
+Every row also names the status the contract (docs/api.md, "The HTTP contract") asks
 for, so three paths that agree on a wrong answer still fail.
 """
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.docs import documented_command
 from tests.servers import (
     ROOT,
     VENV_BIN,
@@ -135,12 +136,9 @@ def test_run_notifies_systemd_when_ready(tmp_path: Path) -> None:
 
 
 def test_shipped_unit_is_the_generated_one() -> None:
-    """contrib/systemd/wsgi-store.service is what README (Deploy) regenerates."""
+    """contrib/systemd/wsgi-store.service: what docs/deploy.md says makes it."""
     shipped = ROOT / 'contrib' / 'systemd' / 'wsgi-store.service'
-    result = filestorectl(
-        'systemd-unit', '--exec', '/opt/wsgi-store/bin/filestorectl',
-        '--accel-redirect', '/_store',
-    )  # fmt: skip
+    result = filestorectl(*documented_command('contrib/systemd/wsgi-store.service'))
     assert result.returncode == 0, result.stderr
     assert shipped.read_text() == result.stdout
 
