@@ -14,7 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import facts, results, scen_read, scen_write, seed, settings, table
+from . import (
+    facts,
+    results,
+    s3load,
+    scen_read,
+    scen_s3,
+    scen_write,
+    seed,
+    settings,
+    table,
+)
 from .context import Context
 from .lab import NGINX, Lab
 
@@ -28,7 +38,12 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     'delete': scen_write.deletes,
     'post-large': scen_write.upload_large,
     'rss': scen_write.rss,
+    's3-post-small': scen_s3.post_small,
+    's3-get-small': scen_s3.get_small,
+    's3-post-big': scen_s3.post_big,
+    's3-get-big': scen_s3.get_big,
 }
+S3_SCENARIOS = [name for name in SCENARIOS if name.startswith('s3-')]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -95,6 +110,32 @@ def _measure(ctx: Context, names: list[str], deadline: float) -> None:
             lab.stop_gunicorns()
 
 
+def _s3_target(names: list[str]) -> tuple[list[str], s3load.Target | None, str]:
+    """The scenarios to run, the S3 server when S3 rows are among them, and why not.
+
+    Without S3 settings the S3 rows are left out, with the reason printed: the
+    bench is not a test.
+    """
+    if not set(names) & set(S3_SCENARIOS):
+        return names, None, ''
+    missing = s3load.missing()
+    if missing:
+        reason = (
+            f'not run: {", ".join(missing)} unset (eval "$(bash '
+            'shared/s3/start-s3.sh --export DIR)" sets them)'
+        )
+        print(f'S3 rows {reason}', file=sys.stderr, flush=True)
+        return [n for n in names if n not in S3_SCENARIOS], None, reason
+    return names, s3load.Target.from_env(), ''
+
+
+def _cleanup_s3(target: s3load.Target) -> None:
+    try:
+        s3load.cleanup(target)
+    except Exception as exc:  # a leftover prefix is no reason to fail
+        print(f'left objects under {target.prefix}: {exc}', file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     st = (settings.quick if args.quick else settings.full)(args.cache)
@@ -110,12 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     big = st.cache / f'preload-{st.preload}'
     preload_s = seed.preload(big, st.preload)
     work = Path(tempfile.mkdtemp(prefix='wsgi-store-bench-'))
-    lab = Lab(work, big)
+    names, s3, s3_skipped = _s3_target(args.only or list(SCENARIOS))
+    lab = Lab(work, big, s3=s3)
     ctx = Context(lab, st)
     try:
-        _measure(ctx, args.only or list(SCENARIOS), started + st.budget)
+        _measure(ctx, names, started + st.budget)
     finally:
         lab.close()
+        if s3 is not None:
+            _cleanup_s3(s3)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     meta: dict[str, Any] = {
@@ -126,13 +170,20 @@ def main(argv: list[str] | None = None) -> int:
         'date': time.strftime('%Y-%m-%d %H:%M:%S %z'),
         **facts.versions(NGINX),
         'nginx site': 'wsgi_store.ops.nginx.site_config as shipped (access log on)',
-        'gunicorn setup': f'gthread, {lab.workers} workers x {lab.threads} threads',
+        'gunicorn setup': facts.worker_label(lab.workers, lab.threads),
         'load before': load_before,
         'load after': facts.loadavg(),
         'preload': f'{st.preload:,} objects in {big} '
         f'({"cached" if not preload_s else f"built in {preload_s:.0f}s"})',
         'wall time': f'{time.monotonic() - started:.0f}s',
     }
+    if s3_skipped:
+        meta['S3 rows'] = s3_skipped
+    if s3 is not None:
+        meta.update(facts.s3_versions())
+        meta['S3 server'] = (
+            f'{s3.endpoint} bucket {s3.bucket}, parts of {s3load.part_bytes():,} bytes'
+        )
     rows = table.rows(ctx)
     path = results.write(
         args.out, f'bench-{st.mode}-{time.strftime("%Y%m%d-%H%M%S")}', rows, meta

@@ -83,6 +83,27 @@ def download(port: int, path: str, timeout: float = 300.0) -> int:
         conn.close()
 
 
+def upload_bytes(port: int, body: bytes, timeout: float = 60.0) -> str:
+    """POST a small ``body`` to ``/``; the hash the server answered."""
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
+    try:
+        conn.request('POST', '/', body, {'Content-Type': 'application/octet-stream'})
+        resp = conn.getresponse()
+        text = resp.read().decode(errors='replace')
+        if resp.status != 200:
+            raise TransferFailed(f'POST /: {resp.status} {text[:200]}')
+        return text.strip()
+    finally:
+        conn.close()
+
+
+def timed_download(port: int, path: str) -> tuple[float, int]:
+    """:func:`download` timed: MB/s (10**6 bytes) and the byte count."""
+    started = time.perf_counter()
+    got = download(port, path)
+    return got / (time.perf_counter() - started) / 1e6, got
+
+
 def upload_many(
     port: int, path: str, source: Path, conns: int, count: int, tag: str
 ) -> tuple[float, list[str]]:

@@ -52,3 +52,21 @@ def versions(nginx: str) -> dict[str, Any]:
         'kernel': platform.release(),
         'cpu': f'{os.cpu_count()} x {_cpu()}',
     }
+
+
+def worker_label(workers: int, threads: int) -> str:
+    """The gunicorn worker class gunicorn.conf.py selects, and its counts."""
+    from wsgi_store.config import Config
+    from wsgi_store.ops.server import gunicorn_settings
+
+    cls = gunicorn_settings(Config.from_env())['worker_class']
+    kind = cls if isinstance(cls, str) else f'{cls.__module__}.{cls.__qualname__}'
+    return f'{kind}, {workers} workers x {threads} threads'
+
+
+def s3_versions() -> dict[str, Any]:
+    """boto3 and botocore, for the S3 rows."""
+    import boto3
+    import botocore
+
+    return {'boto3': boto3.__version__, 'botocore': botocore.__version__}

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import nginxconf, seed
+from . import nginxconf, s3load, seed
 from .procs import Child, Children, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +27,7 @@ GUNICORNS: dict[str, tuple[str, bool, str | None]] = {
     'empty': ('empty', True, None),
     'big': ('', True, None),
 }
+S3_STORE = 'store-s3'  # the store on the S3 backend, started when S3 is configured
 
 
 def gunicorn_argv() -> list[str]:
@@ -47,10 +48,12 @@ class Lab:
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     children: Children = dataclasses.field(default_factory=Children)
     gunicorns: dict[str, Child] = dataclasses.field(default_factory=dict)
+    s3: s3load.Target | None = None  # set: a store on the S3 backend runs too
 
     def __post_init__(self) -> None:
-        for name in [*GUNICORNS, 'site', 'static', 'dav']:
+        for name in [*GUNICORNS, S3_STORE, 'site', 'static', 'dav']:
             self.ports[name] = free_port()
+        (self.work / S3_STORE).mkdir(exist_ok=True)
         for folder, _, _ in GUNICORNS.values():
             if folder:
                 seed.make_shards(self.work / folder)
@@ -58,6 +61,8 @@ class Lab:
         (self.dav_root / 'dav-tmp').mkdir(exist_ok=True)
 
     def store_dir(self, name: str) -> Path:
+        if name == S3_STORE:  # its local directory only (objects live in S3)
+            return self.work / S3_STORE
         folder = GUNICORNS[name][0]
         return self.work / folder if folder else self.big_store
 
@@ -104,7 +109,10 @@ class Lab:
 
     def start_gunicorns(self, round_no: int) -> None:
         """Start every gunicorn instance (fresh processes) and wait for them."""
-        for name, (_, fsync, app) in GUNICORNS.items():
+        instances = dict(GUNICORNS)
+        if self.s3 is not None:
+            instances[S3_STORE] = (S3_STORE, True, None)
+        for name, (_, fsync, app) in instances.items():
             env = dict(
                 os.environ,
                 WSGI_STORE_STORE_DIR=str(self.store_dir(name)),
@@ -116,6 +124,8 @@ class Lab:
                 WSGI_STORE_PIDFILE=str(self.work / f'{name}.pid'),
                 PYTHONPATH=str(REPO),
             )
+            if name == S3_STORE and self.s3 is not None:
+                env.update(self.s3.store_env())
             argv = [*gunicorn_argv(), *([app] if app else [])]
             log = self.work / f'{name}-{round_no}.log'
             self.gunicorns[name] = Child(name, argv, log, env=env, cwd=REPO)

@@ -205,4 +205,22 @@ def rows(ctx: Context) -> list[Row]:
         1.5,
         at_most=True,
     )
+    for work, unit, key, conns in (
+        ('S3: POST 1 KiB', 'req/s', 's3-post-small', 8),
+        ('S3: GET 1 KiB', 'req/s', 's3-get-small', 8),
+        (f'S3: POST {st.s3_big_label}', 'MB/s', 's3-post-big', 1),
+        (f'S3: GET {st.s3_big_label}', 'MB/s', 's3-get-big', 1),
+    ):
+        if f'{key}/store' in s:  # S3 configured and the scenario ran
+            ctx.note(f'{key}/store', ctx.notes.get(f'{key}/boto3', ''))
+            row(
+                work,
+                'store on the S3 backend',
+                conns,
+                unit,
+                f'{key}/store',
+                'boto3 straight to S3',
+                f'{key}/boto3',
+                0.8,
+            )
     return out
