@@ -1,22 +1,20 @@
 """The backend contract: what every storage backend promises.
 
-A backend stores immutable objects named by the hex digest of their bytes under
-the store's one algorithm. Writes are two-phase so that a caller can stage a body
-(streamed, hashed in one pass, never visible under its name), check it, and only
-then make it visible:
+Immutable objects named by the hex digest of their bytes. Writes are two-phase:
+stage a body (streamed, hashed, invisible), check it, then make it visible:
 
     staged = backend.stage(body, ...)     # temp file / temp key, hashed
     result = backend.commit(staged)       # atomic, durable; dedupes
     backend.discard(staged)               # on any failure; idempotent
 
 :meth:`Backend.put` does all three with the digest checks. Backends raise only
-:mod:`wsgi_store.errors` (``NotFound``, ``InsufficientStorage``,
-``BackendUnavailable``...), never HTTP errors.
+:mod:`wsgi_store.errors` (``NotFound``, ``BackendUnavailable``...), never HTTP.
 """
 
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -166,6 +164,14 @@ class Backend(abc.ABC):
         finally:
             if not staged.done:
                 self.discard(staged)
+
+    def commit_file(self, path: str, fd: int, digests: dict[str, bytes]) -> PutResult:
+        """Make a whole, hashed file (``fd`` open on ``path``) an object.
+
+        Streams it through :meth:`put`; the filesystem commits it in place.
+        """
+        with open(path, 'rb') as f:
+            return self.put(f, length=os.fstat(fd).st_size)
 
     # -- reads ---------------------------------------------------------------
     @abc.abstractmethod

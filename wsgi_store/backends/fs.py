@@ -229,6 +229,24 @@ class FilesystemBackend(Backend):
         digests = {a: h.digest() for a, h in hashers.items()}
         return Staged(digests[self.algorithm].hex(), st.st_size, digests, temp)
 
+    def commit_file(self, path: str, fd: int, digests: dict[str, bytes]) -> PutResult:
+        """Commit a flushed file of this store's filesystem in place (no copy).
+
+        It becomes the staged temp: commit renames it into its shard, or unlinks
+        it on a dedupe hit.
+        """
+        staged = Staged(
+            digests[self.algorithm].hex(),
+            os.fstat(fd).st_size,
+            dict(digests),
+            fstemp.TempFile(path, os.dup(fd)),
+        )
+        try:
+            return self.commit(staged)
+        finally:
+            if not staged.done:
+                self.discard(staged)
+
     def discard(self, staged: Staged) -> None:
         staged.handle.remove()
         staged.done = True

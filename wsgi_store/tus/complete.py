@@ -19,9 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from wsgi_store.backends.base import Backend, PutResult, Staged
-from wsgi_store.backends.fs import FilesystemBackend
-from wsgi_store.backends.fstemp import TempFile
+from wsgi_store.backends.base import Backend, PutResult
 from wsgi_store.errors import DigestMismatch
 from wsgi_store.hashing import new_hasher
 from wsgi_store.tus.sessions import DATA, UploadInfo, UploadStore, Writer
@@ -87,23 +85,7 @@ def commit_data(
     backend: Backend, path: str, fd: int, digests: Mapping[str, bytes]
 ) -> PutResult:
     """Turn the flushed data file into an object through the backend's commit."""
-    size = os.fstat(fd).st_size
-    if isinstance(backend, FilesystemBackend):
-        # The data file is on the store's filesystem and already durable: it is
-        # the staged temp (commit renames it, or unlinks it on a dedupe hit).
-        staged = Staged(
-            digests[backend.algorithm].hex(),
-            size,
-            dict(digests),
-            TempFile(path, os.dup(fd)),
-        )
-        try:
-            return backend.commit(staged)
-        finally:
-            if not staged.done:
-                backend.discard(staged)
-    with open(path, 'rb') as f:
-        return backend.put(f, length=size)
+    return backend.commit_file(path, fd, dict(digests))
 
 
 def hash_fd(fd: int, algorithms: list[str]) -> dict[str, bytes]:
