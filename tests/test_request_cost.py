@@ -15,10 +15,16 @@ import time
 
 import falcon.testing
 import pytest
+import webtest
 
 from tests.conftest import sha256
+from wsgi_store.app import create_app
+from wsgi_store.backends.base import Download, ObjectInfo
+from wsgi_store.backends.fs import FilesystemBackend
+from wsgi_store.config import Config
 from wsgi_store.http import conditional
 from wsgi_store.http.accesslog import AccessLog
+from wsgi_store.http.smallobjects import SmallObjects
 
 DATA = b'request cost\n'
 H = sha256(DATA)
@@ -99,3 +105,103 @@ def test_last_modified_is_formatted_once_per_mtime(monkeypatch):
     first = [conditional.http_date(mtime) for _ in range(5)]
     assert first == [original(int(mtime), usegmt=True)] * 5
     assert len(calls) == 1
+
+
+@pytest.fixture
+def counted(store_dir, monkeypatch):
+    """An app over a real store whose backend counts its ``get`` and ``stat`` calls."""
+    backend = FilesystemBackend(store_dir, 'sha256', chunk_bytes=64 * 1024)
+    calls: list[str] = []
+    for verb in ('get', 'stat'):
+        original = getattr(backend, verb)
+
+        def counting(*args: object, _verb: str = verb, _f=original, **kw: object):
+            calls.append(_verb)
+            return _f(*args, **kw)
+
+        monkeypatch.setattr(backend, verb, counting)
+
+    def make(**settings: object) -> webtest.TestApp:
+        config = Config(store_dir=store_dir).replace(**settings)
+        app = create_app(config, backend=backend)
+        return webtest.TestApp(app, extra_environ={'wsgi.input_terminated': True})
+
+    return backend, calls, make
+
+
+def test_a_small_object_is_served_from_memory_after_one_stat(counted):
+    _, calls, make = counted
+    app = make()
+    app.post('/files', DATA)
+    first = app.get(f'/files/{H}')
+    calls.clear()
+    again = [app.get(f'/files/{H}') for _ in range(3)]
+    assert calls == ['stat'] * 3  # no open + fstat + read + close
+    for resp in again:
+        assert resp.body == DATA
+        assert resp.headers['Last-Modified'] == first.headers['Last-Modified']
+        assert resp.headers['ETag'] == first.headers['ETag']
+
+
+def test_a_cached_object_deleted_by_another_process_is_404(counted):
+    backend, _, make = counted
+    app = make()
+    app.post('/files', DATA)
+    app.get(f'/files/{H}')
+    os.unlink(backend.path_for(H))  # as another worker or `gc` would
+    app.get(f'/files/{H}', status=404)
+
+
+def test_a_cached_object_whose_size_changed_is_read_again(counted):
+    backend, calls, make = counted
+    app = make()
+    app.post('/files', DATA)
+    app.get(f'/files/{H}')
+    with open(backend.path_for(H), 'wb') as f:  # damaged on disk
+        f.write(b'other')
+    calls.clear()
+    assert app.get(f'/files/{H}').body == b'other'  # what the disk holds, as before
+    assert calls == ['stat', 'get']
+
+
+def test_verified_reads_never_use_the_memory(counted):
+    _, calls, make = counted
+    app = make(verify_reads=True)
+    app.post('/files', DATA)
+    calls.clear()
+    app.get(f'/files/{H}')
+    app.get(f'/files/{H}')
+    assert calls == ['get', 'get']
+
+
+def test_head_and_ranges_answer_as_before_from_memory(counted):
+    _, _, make = counted
+    app = make()
+    app.post('/files', DATA)
+    app.get(f'/files/{H}')
+    assert app.head(f'/files/{H}').headers['Content-Length'] == str(len(DATA))
+    part = app.get(f'/files/{H}', headers={'Range': 'bytes=2-5'}, status=206)
+    assert part.body == DATA[2:6]
+    app.get(f'/files/{H}', headers={'If-None-Match': f'"{H}"'}, status=304)
+
+
+def test_memory_is_bounded_by_entries_and_object_size():
+    backend = _FakeBackend({f'{i:064x}': b'x' * 10 for i in range(20)})
+    backend.objects['big'] = b'y' * 100
+    cache = SmallObjects(max_object=50, max_entries=4)
+    for name in backend.objects:
+        assert cache.get(backend, name, 1000).data == backend.objects[name]
+    assert len(cache) == 4
+    assert 'big' not in cache._data
+    assert list(cache._data) == [f'{i:064x}' for i in range(16, 20)]  # newest kept
+
+
+class _FakeBackend:
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def stat(self, hex_hash: str) -> ObjectInfo:
+        return ObjectInfo(hex_hash, len(self.objects[hex_hash]), 0.0)
+
+    def get(self, hex_hash: str, *, inline_limit: int = 0) -> Download:
+        return Download(self.stat(hex_hash), data=self.objects[hex_hash])

@@ -18,7 +18,7 @@ from wsgi_store.backends.base import Backend, Download
 from wsgi_store.config import Config
 from wsgi_store.errors import BadRequest
 from wsgi_store.hashing import new_hasher
-from wsgi_store.http import conditional, disposition
+from wsgi_store.http import conditional, disposition, smallobjects
 from wsgi_store.http.ranges import SINGLE, parse_range
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,10 @@ def send(
 ) -> None:
     """Answer a GET or HEAD for ``hex_hash`` (already validated)."""
     name, inline = download_name(req)
-    limit = 0 if req.method == 'HEAD' or config.verify_reads else INLINE_LIMIT
-    dl = backend.get(hex_hash, inline_limit=limit)
+    if req.method == 'HEAD' or config.verify_reads:
+        dl = backend.get(hex_hash)
+    else:  # small ones from memory after a stat (see smallobjects.py)
+        dl = smallobjects.for_backend(backend).get(backend, hex_hash, INLINE_LIMIT)
     try:
         _send(req, resp, backend, dl, config, name, inline)
     except BaseException:
