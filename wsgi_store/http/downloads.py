@@ -102,6 +102,9 @@ def _send(
     resp.content_type = disposition.DEFAULT_TYPE
     if name:
         resp.content_type = disposition.content_type(name)
+        # The type comes from a name anyone can put in a link: never let a
+        # browser upgrade it by sniffing (text/plain rendered as HTML).
+        resp.set_header('X-Content-Type-Options', 'nosniff')
         resp.set_header(
             'Content-Disposition', disposition.content_disposition(name, inline=inline)
         )

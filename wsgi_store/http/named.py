@@ -7,11 +7,12 @@ answer is the one ``POST /`` gives, with
 
 NAME rules: one path segment (the router never gives a ``/``), 1 to
 :data:`MAX_NAME_BYTES` bytes of UTF-8, not ``.`` or ``..``, no control
-characters, backslash or percent-escape left after decoding (``%252e``
-arrives as ``%2e``), and not a reserved route name (compared without
-case: ``PUT /FILES`` is not a file called FILES). Reserved names that have a
-route (``/files``, ``/healthz`` ...) never reach this resource; the others
-(``/metrics`` when metrics are off, ``/uploads``) are refused here.
+characters (C0, C1), bidirectional overrides, backslash or percent-escape
+left after decoding (``%252e`` arrives as ``%2e``), and not a reserved route
+name (compared without case: ``PUT /FILES`` is not a file called FILES).
+Reserved names that have a route (``/files``, ``/healthz`` ...) never reach
+this resource; the others (``/metrics`` when metrics are off, ``/uploads``,
+``/static``) are refused here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 import falcon
 
 from wsgi_store.errors import BadRequest
+from wsgi_store.http.disposition import SPOOFING
 
 MAX_NAME_BYTES = 255
 # Top-level names the service uses or keeps for itself.
@@ -34,6 +36,7 @@ RESERVED = frozenset(
         'uploads',
         'index.html',
         'favicon.ico',
+        'static',
     }
 )
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f\\/]')
@@ -48,6 +51,8 @@ def check_name(name: str, *, top_level: bool = True) -> str:
         raise BadRequest(f'a file name is at most {MAX_NAME_BYTES} bytes')
     if _FORBIDDEN.search(name):
         raise BadRequest('a file name has no control characters, "/" or "\\"')
+    if SPOOFING.search(name):
+        raise BadRequest('a file name has no bidirectional formatting characters')
     if _ESCAPE.search(name):
         # Encoded twice (%252e): a proxy that decodes again would see another path.
         raise BadRequest('a file name has no percent-escapes once decoded')

@@ -22,6 +22,7 @@ from wsgi_store.backends.base import Backend
 from wsgi_store.config import Config
 from wsgi_store.errors import BadRequest, TooLarge
 from wsgi_store.hashing import hex_length, normalize_hash, parse_digest_header
+from wsgi_store.http.disposition import validate_name
 from wsgi_store.http.uploads import body_reader
 from wsgi_store.tus import headers as h
 from wsgi_store.tus.complete import finish, needed_algorithms
@@ -225,6 +226,14 @@ def new_upload(
 ) -> UploadInfo:
     """A new upload's state from its creation request (not yet stored)."""
     meta = h.parse_metadata(req.get_header('Upload-Metadata'))
+    name = h.metadata_text(meta, 'filename')
+    if name is not None:
+        # It becomes the finished upload's ?filename= link: checked as that is
+        # (else the link it hands out is a 400, or a spoofed download name).
+        try:
+            validate_name(name)
+        except BadRequest as exc:
+            raise BadRequest(f'Upload-Metadata filename: {exc}') from None
     return UploadInfo(
         id=secrets.token_urlsafe(24),  # 192 random bits
         owner=tus.owner(req),
