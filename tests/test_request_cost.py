@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import os
+import socket
 import threading
 import time
 
@@ -25,6 +26,7 @@ from wsgi_store.config import Config
 from wsgi_store.http import conditional
 from wsgi_store.http.accesslog import AccessLog
 from wsgi_store.http.smallobjects import SmallObjects
+from wsgi_store.ops.clientsocket import DeadlineSocket
 
 DATA = b'request cost\n'
 H = sha256(DATA)
@@ -205,3 +207,26 @@ class _FakeBackend:
 
     def get(self, hex_hash: str, *, inline_limit: int = 0) -> Download:
         return Download(self.stat(hex_hash), data=self.objects[hex_hash])
+
+
+@pytest.mark.parametrize('io_timeout', [None, 2.5])
+def test_client_socket_mode_switches_only_when_it_changes(monkeypatch, io_timeout):
+    switches: list[object] = []
+    for name in ('setblocking', 'settimeout'):
+        original = getattr(socket.socket, name)
+
+        def counting(self: socket.socket, value: object, _f=original) -> None:
+            switches.append(value)
+            _f(self, value)
+
+        monkeypatch.setattr(socket.socket, name, counting)
+    a, b = socket.socketpair()
+    with a, b:
+        client = DeadlineSocket(fileno=a.detach())
+        with client:
+            client.io_timeout = io_timeout
+            # what gthread and the poller do around one kept-alive request
+            for flag in (False, False, True, True, False, False, True):
+                client.setblocking(flag)
+                assert client.gettimeout() == (io_timeout if flag else 0.0)
+            assert len(switches) == 4  # None -> 0.0 -> on -> 0.0 -> on: 4 of 7

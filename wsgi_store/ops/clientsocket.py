@@ -50,10 +50,14 @@ class DeadlineSocket(socket.socket):
             # Closed by StoreWorker.handle already: gthread's finish_request
             # closes it again, and must not count an error for it.
             return
-        if flag and self.io_timeout:
-            self.settimeout(self.io_timeout)
-        else:
-            super().setblocking(flag)
+        want = (self.io_timeout or None) if flag else 0.0
+        # NOTE: gthread and the poller switch modes several times a request,
+        # mostly to the mode the socket is in already. Each switch is an
+        # ioctl that releases the GIL (a thread hand-off under load): skip
+        # the ones that would change nothing. settimeout(0.0) and
+        # settimeout(None) are setblocking(False) and setblocking(True).
+        if self.gettimeout() != want:
+            self.settimeout(want)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         try:
