@@ -21,6 +21,7 @@ import pytest
 import webtest
 
 from tests.servers import Server, start_gunicorn
+from tests.test_nginx_body_offload import site as offload_site  # noqa: F401
 
 STATUS_LINE = re.compile(rb'HTTP/1\.[01] (\d{3}) ')
 # A request hidden in a body: if a server ever parses it, the store lists itself
@@ -325,3 +326,18 @@ def test_static_serves_nothing_outside_its_allow_list(two_users, path: str) -> N
     resp = two_users.get(path, expect_errors=True)
     assert resp.status_int in (400, 404), (path, resp.status)
     assert b'<html' not in resp.body.lower()
+
+
+# -- the nginx body offload (real nginx + gunicorn) ------------------------------
+def test_missing_lookup_through_the_body_offload_site_reads_its_body(
+    offload_site,  # noqa: F811 (the fixture imported above)
+) -> None:
+    import requests
+
+    absent = hashlib.sha256(b'never stored').hexdigest()
+    resp = requests.post(
+        offload_site.nginx.url + '/files/missing', json=[absent], timeout=30
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {'missing': [absent]}
+    offload_site.settle()  # nginx's body file is gone, nothing left in tmp/

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import falcon
 
 from wsgi_store.backends.base import Backend
+from wsgi_store.config import Config
 from wsgi_store.errors import BadRequest, InvalidHash, TooLarge
+from wsgi_store.http import bodyfile
 from wsgi_store.http.resources import ObjectService
 from wsgi_store.http.uploads import BodyReader, body_length
 
@@ -75,12 +78,29 @@ def list_page(backend: Backend, after: str, limit: int) -> dict[str, object]:
     return {'hashes': page, 'next': page[-1] if more else None}
 
 
-def read_json_body(req: falcon.Request, cap: int) -> object:
-    """Read the whole body (never more than ``cap`` bytes) and parse it as JSON."""
-    length = body_length(req)
+def read_json_body(
+    req: falcon.Request, cap: int, config: Config | None = None
+) -> object:
+    """Read the whole body (never more than ``cap`` bytes) and parse it as JSON.
+
+    Behind ``nginx-config --body-offload`` nginx sends no body but names the
+    file it wrote (:mod:`wsgi_store.http.bodyfile`): read that instead.
+    """
+    path = bodyfile.offered(req, config) if config is not None else None
+    if path is None:
+        return _parse_json(req.stream, body_length(req), cap)
+    assert config is not None and config.nginx_body_dir is not None
+    fd, size = bodyfile.open_body(path, config.nginx_body_dir)
+    try:
+        return _parse_json(bodyfile.FileBody(fd), size, cap)
+    finally:
+        os.close(fd)
+
+
+def _parse_json(stream: object, length: int | None, cap: int) -> object:
     if length is not None and length > cap:
         raise TooLarge(f'the body exceeds the limit of {cap} bytes', limit=cap)
-    reader = BodyReader(req.stream, length, cap)
+    reader = BodyReader(stream, length, cap)
     parts = []
     while chunk := reader.read(READ_CHUNK):
         parts.append(chunk)
@@ -149,5 +169,6 @@ class MissingResource:
         self.max_body = MAX_LOOKUP * (service.hex_length + 16) + 4096
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        hashes = parse_hashes(read_json_body(req, self.max_body), self.service)
+        doc = read_json_body(req, self.max_body, self.service.config)
+        hashes = parse_hashes(doc, self.service)
         _json(resp, {'missing': find_missing(self.service.backend, hashes)})
