@@ -13,10 +13,13 @@ import os
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import falcon.testing
 import pytest
 import webtest
+from gunicorn.http.body import ChunkedReader, LengthReader
+from gunicorn.workers.gthread import ThreadWorker
 
 from tests.conftest import sha256
 from wsgi_store.app import create_app
@@ -27,6 +30,7 @@ from wsgi_store.http import conditional
 from wsgi_store.http.accesslog import AccessLog
 from wsgi_store.http.smallobjects import SmallObjects
 from wsgi_store.ops.clientsocket import DeadlineSocket
+from wsgi_store.ops.workers import StoreWorker
 
 DATA = b'request cost\n'
 H = sha256(DATA)
@@ -230,3 +234,33 @@ def test_client_socket_mode_switches_only_when_it_changes(monkeypatch, io_timeou
                 client.setblocking(flag)
                 assert client.gettimeout() == (io_timeout if flag else 0.0)
             assert len(switches) == 4  # None -> 0.0 -> on -> 0.0 -> on: 4 of 7
+
+
+def _conn_with_body(reader: object, failed: bool = False) -> SimpleNamespace:
+    body = SimpleNamespace(reader=reader, failed=failed)
+    return SimpleNamespace(parser=SimpleNamespace(mesg=SimpleNamespace(body=body)))
+
+
+@pytest.mark.parametrize(
+    ('reader', 'failed', 'drained'),
+    [
+        (LengthReader(None, 0), False, False),  # read to its end: nothing to drain
+        (LengthReader(None, 5), False, True),  # unread bytes: gthread drains them
+        (LengthReader(None, 0), True, True),  # a failed read: gthread closes
+        (ChunkedReader(SimpleNamespace(), None), False, True),
+    ],
+)
+def test_keepalive_drains_only_a_body_not_read_to_its_end(
+    monkeypatch, reader, failed, drained
+):
+    calls = []
+
+    def drain(self: object, conn: object, keepalive: bool) -> bool:
+        calls.append(keepalive)
+        return keepalive
+
+    monkeypatch.setattr(ThreadWorker, '_keepalive_after', drain)
+    worker = object.__new__(StoreWorker)
+    assert worker._keepalive_after(_conn_with_body(reader, failed), True) is True
+    assert calls == ([True] if drained else [])
+    assert worker._keepalive_after(_conn_with_body(reader, failed), False) is False

@@ -37,6 +37,7 @@ from functools import partial
 from typing import Any
 
 from gunicorn import util
+from gunicorn.http.body import LengthReader
 from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -262,6 +263,25 @@ class StoreWorker(ThreadWorker):
                 req._expected_100_continue = False
                 req.must_close = True
         return super().handle_request(req, conn)
+
+    def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
+        # NOTE: gthread drains the unread body under a socket timeout it sets
+        # and restores: two ioctls (each releases the GIL) on every request,
+        # also when the body was empty or read to its end. Nothing to drain then.
+        if keepalive and _body_consumed(conn.parser):
+            return True
+        return bool(super()._keepalive_after(conn, keepalive))
+
+
+def _body_consumed(parser: Any) -> bool:
+    """True when the request's Content-Length body has been read to its end."""
+    body = getattr(getattr(parser, 'mesg', None), 'body', None)
+    reader = getattr(body, 'reader', None)
+    return (
+        isinstance(reader, LengthReader)
+        and reader.length == 0
+        and getattr(body, 'failed', False) is False
+    )
 
 
 def _content_length(req: Any) -> int | None:
