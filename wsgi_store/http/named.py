@@ -22,7 +22,7 @@ import re
 import falcon
 
 from wsgi_store.errors import BadRequest
-from wsgi_store.http.disposition import SPOOFING
+from wsgi_store.http.disposition import BIDI
 
 MAX_NAME_BYTES = 255
 # Top-level names the service uses or keeps for itself.
@@ -39,7 +39,7 @@ RESERVED = frozenset(
         'static',
     }
 )
-_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f\\/]')
+_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f\\/]')
 _ESCAPE = re.compile(r'%[0-9A-Fa-f]{2}')
 
 
@@ -51,7 +51,7 @@ def check_name(name: str, *, top_level: bool = True) -> str:
         raise BadRequest(f'a file name is at most {MAX_NAME_BYTES} bytes')
     if _FORBIDDEN.search(name):
         raise BadRequest('a file name has no control characters, "/" or "\\"')
-    if SPOOFING.search(name):
+    if BIDI.search(name):
         raise BadRequest('a file name has no bidirectional formatting characters')
     if _ESCAPE.search(name):
         # Encoded twice (%252e): a proxy that decodes again would see another path.

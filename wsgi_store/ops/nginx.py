@@ -144,6 +144,9 @@ _ACCEL = """
         # ETag whichever way the object is served.
         etag off;
         add_header ETag $upstream_http_etag;
+        # X-Accel-Redirect keeps only a few upstream headers: the app's nosniff
+        # on a ?filename= read (empty otherwise, so not sent) is copied here.
+        add_header X-Content-Type-Options $upstream_http_x_content_type_options;
         types {{ }}
         default_type application/octet-stream;
 {cors}        error_page 404 = @wsgi_store_gone;  # deleted since the app looked
