@@ -16,6 +16,7 @@ import re
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import webtest
@@ -246,6 +247,17 @@ def test_download_names_with_bidi_overrides_are_400(two_users, query: str) -> No
     )
     assert resp.status_int == 400, resp.status
     assert 'Content-Disposition' not in resp.headers
+
+
+def test_right_to_left_names_with_marks_are_still_accepted(two_users) -> None:
+    # Hebrew with an RLM (U+200F): a real name, not an override that reorders
+    name = '\u05e7\u05d5\u05d1\u05e5\u200f.txt'
+    put = two_users.put(f'/{quote(name)}', b'rtl', headers=bearer(ALICE))
+    digest = put.text.strip()
+    got = two_users.get(put.headers['Location'], headers=bearer(ALICE))
+    assert got.body == b'rtl'
+    assert quote(name, safe='') in got.headers['Content-Disposition']
+    assert digest in put.headers['Location']
 
 
 @pytest.mark.parametrize('ext', ['mht', 'mhtml', 'eml', 'html', 'svg', 'xml', 'js'])

@@ -17,10 +17,11 @@ from wsgi_store.errors import BadRequest
 MAX_NAME_BYTES = 255  # NAME_MAX on Linux: the longest name a client can save
 ATTR_CHARS = '!#$&+-.^_`|~'  # RFC 8187 attr-char besides ALPHA / DIGIT
 _UNSAFE_FALLBACK = re.compile(r'[^A-Za-z0-9 !#$&\'()*+,\-.:<=>?@\[\]^_`{|}~]')
-# The bidirectional overrides, isolates and marks: "invoice\u202efdp.exe" shows
-# as "invoiceexe.pdf" in a download bar. Refused; control characters are only
-# encoded (the header stays safe, and the browser drops them when saving).
-BIDI = re.compile('[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]')
+# The bidirectional embeddings, overrides and isolates: "invoice\u202efdp.exe"
+# shows as "invoiceexe.pdf" in a download bar. Refused; the marks (LRM, RLM,
+# ALM) that right-to-left names carry are kept, and control characters are only
+# encoded (the header stays safe; a browser drops them when saving).
+BIDI = re.compile('[\u202a-\u202e\u2066-\u2069]')
 # Types a browser would run as active content on the store's origin: never
 # served under their own type, so ?inline=1 can't host a script (stored XSS).
 ACTIVE = frozenset(
