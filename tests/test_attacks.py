@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -21,7 +22,7 @@ from urllib.parse import quote
 import pytest
 import webtest
 
-from tests.servers import Server, start_gunicorn
+from tests.servers import Server, start_gunicorn, wait_until
 from tests.test_nginx_body_offload import site as offload_site  # noqa: F401
 
 STATUS_LINE = re.compile(rb'HTTP/1\.[01] (\d{3}) ')
@@ -380,3 +381,66 @@ def test_named_reads_are_nosniff_and_never_active_on_every_path(
         assert (answer.get('Content-Type') or '').startswith(kind), answer.headers
         assert answer.get('X-Content-Type-Options') == 'nosniff', (via, answer.headers)
         assert (answer.get('Content-Disposition') or '').startswith('inline; ')
+
+
+# -- route scopes of an existing upload, in every spelling (real gunicorn) ---------
+@pytest.fixture(scope='module')
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    work = tmp_path_factory.mktemp('guarded')
+    tokens = work / 'tokens'
+    tokens.write_text(f'{ALICE} read,write,delete\n')
+    tokens.chmod(0o600)
+    started = start_gunicorn(work, work / 'store', tokens_file=tokens)
+    started.extra['tokens'] = tokens
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def raw_request(server: Server, method: str, target: str, headers: dict) -> int:
+    head = f'{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n'
+    head += ''.join(f'{k}: {v}\r\n' for k, v in headers.items())
+    codes = statuses(exchange(server, head.encode() + b'\r\n'))
+    assert len(codes) == 1, (method, target, codes)
+    return codes[0]
+
+
+def test_no_spelling_of_an_upload_url_skips_its_write_scope(guarded: Server) -> None:
+    create = {**TUS, **bearer(ALICE), 'Upload-Length': '5', 'Content-Length': '0'}
+    head = b'POST /uploads HTTP/1.1\r\nHost: x\r\nConnection: close\r\n'
+    head += ''.join(f'{k}: {v}\r\n' for k, v in create.items()).encode()
+    answer = exchange(guarded, head + b'\r\n')
+    assert statuses(answer) == [201], answer[:300]
+    upload = re.search(rb'/uploads/([A-Za-z0-9_-]{32})', answer).group(1).decode()
+    # The owner loses "write" (hot reload): the owner check can no longer hide a
+    # skipped scope behind a 404, so any spelling that skips it answers 2xx.
+    guarded.extra['tokens'].write_text(f'{ALICE} read\n')
+    wait_until(
+        lambda: raw_request(guarded, 'POST', '/uploads', create) == 403,
+        10,
+        'the tokens file reload',
+    )
+    time.sleep(2.5)  # every worker looks at the file once a second (RELOAD_CHECK)
+    spellings = [
+        f'/uploads/{upload}',
+        f'//uploads/{upload}',
+        f'/uploads//{upload}',
+        f'/./uploads/{upload}',
+        f'/%75ploads/{upload}',
+        f'/uploads%2F{upload}',
+        f'/files/../uploads/{upload}',
+        f'/uploads/{upload}/',
+        f'/uploads/{upload}?x=1',
+        f'/uploads/{upload}%00',
+    ]
+    patch = {'Upload-Offset': '0', 'Content-Length': '0', **PATCH_TYPE}
+    for target in spellings:
+        for method in ('HEAD', 'PATCH', 'DELETE'):
+            headers = {**TUS, **bearer(ALICE), **(patch if method == 'PATCH' else {})}
+            code = raw_request(guarded, method, target, headers)
+            assert code in (400, 403, 404, 405), (method, target, code)
+    assert (
+        raw_request(guarded, 'HEAD', f'/uploads/{upload}', {**TUS, **bearer(ALICE)})
+        == 403
+    )
