@@ -48,6 +48,7 @@ class Offload:
     nginx: Server
     store: Path
     work: Path
+    key_file: Path
 
     @property
     def bodies(self) -> Path:
@@ -73,12 +74,14 @@ def site() -> Iterator[Offload]:
     tokens = work / 'tokens'
     tokens.write_text(f'{WRITER} write\n')
     tokens.chmod(0o600)
+    key_file = work / 'body.key'  # nginx-config creates it (the app reads it later)
     servers: list[Server] = []
     try:
         app = start_gunicorn(
             work,
             store,
             nginx_body_dir=store / 'tmp' / 'nginx-body',
+            nginx_body_key_file=key_file,
             tokens_file=tokens,
             public_read='true',
             max_upload_bytes=MAX_SIZE,
@@ -93,16 +96,23 @@ def site() -> Iterator[Offload]:
             '--listen-port', f'127.0.0.1:{port}',
             '--access-log', str(work / 'access.log'),
             '--body-offload',
+            '--body-key-file', str(key_file),
         )  # fmt: skip
         assert generated.returncode == 0, generated.stderr
+        assert f'created the body offload key {key_file}' in generated.stderr
         nginx = start_nginx(work, generated.stdout, port)
         servers.append(nginx)
         share_store_with(nginx, store)
-        yield Offload(app, nginx, store, work)
+        yield Offload(app, nginx, store, work, key_file)
     finally:
         for server in reversed(servers):
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def site_key(site: Offload) -> dict[str, str]:
+    """The header the nginx site adds (the key nginx-config wrote)."""
+    return {'X-Body-Offload-Key': site.key_file.read_text().strip()}
 
 
 def nginx_uid(site: Offload) -> int:
@@ -224,8 +234,9 @@ def test_client_x_body_file_through_nginx_is_replaced(site: Offload) -> None:
 
 
 def test_client_x_body_file_direct_to_gunicorn_is_400(site: Offload) -> None:
-    """Straight to gunicorn (offload on): a path outside nginx's directory, a
-    traversal out of it, or a symlink in it is refused and never read."""
+    """Straight to gunicorn (offload on), even with the site's key: a path
+    outside nginx's directory, a traversal out of it, or a symlink in it is
+    refused and never read."""
     secret = site.work / 'secret2'
     secret.write_bytes(b'never stored either')
     site.bodies.mkdir(exist_ok=True)
@@ -239,7 +250,7 @@ def test_client_x_body_file_direct_to_gunicorn_is_400(site: Offload) -> None:
             str(link),
             'relative/0000000001',
         ):
-            headers = {**AUTH, 'X-Body-File': forged}
+            headers = {**AUTH, **site_key(site), 'X-Body-File': forged}
             resp = requests.post(site.app.url + '/files', headers=headers, timeout=30)
             assert resp.status_code == 400, (forged, resp.text)
             assert resp.headers['Content-Type'] == 'application/problem+json'
@@ -300,12 +311,22 @@ def test_sweep_removes_only_old_nginx_bodies(tmp_path: Path) -> None:
     assert sorted(os.listdir(bodies)) == ['0000000002']
 
 
+KEY = 'k' * 20 + 'the-site-key_0123456789'
+KEYED = {'X-Body-Offload-Key': KEY}  # what the nginx site adds to each request
+
+
 def offload_app(tmp_path: Path) -> tuple[webtest.TestApp, Path]:
     from wsgi_store.app import create_app
     from wsgi_store.config import Config
 
     bodies = tmp_path / 'store' / 'tmp' / 'nginx-body'
-    config = Config(store_dir=tmp_path / 'store', nginx_body_dir=bodies)
+    key_file = tmp_path / 'body.key'
+    key_file.write_text(KEY + '\n')
+    config = Config(
+        store_dir=tmp_path / 'store',
+        nginx_body_dir=bodies,
+        nginx_body_key_file=key_file,
+    )
     app = webtest.TestApp(create_app(config))
     bodies.mkdir()
     return app, bodies
@@ -315,7 +336,7 @@ def test_raw_body_file_is_linked_not_copied(tmp_path: Path) -> None:
     app, bodies = offload_app(tmp_path)
     body = bodies / '0000000007'
     body.write_bytes(b'linked')
-    headers = {'X-Body-File': str(body), 'X-Body-Length': '6'}
+    headers = {**KEYED, 'X-Body-File': str(body), 'X-Body-Length': '6'}
     resp = app.post('/files', b'', headers=headers)
     want = hashlib.sha256(b'linked').hexdigest()
     assert resp.text.strip() == want
@@ -336,7 +357,7 @@ def test_body_file_is_copied_when_it_cannot_be_linked(
     app, bodies = offload_app(tmp_path)
     body = bodies / '0000000008'
     body.write_bytes(b'copied instead')
-    resp = app.post('/files', b'', headers={'X-Body-File': str(body)})
+    resp = app.post('/files', b'', headers={**KEYED, 'X-Body-File': str(body)})
     want = hashlib.sha256(b'copied instead').hexdigest()
     assert resp.text.strip() == want
     obj = tmp_path / 'store' / want[:2] / want
@@ -348,7 +369,7 @@ def test_body_length_differing_from_the_file_is_400(tmp_path: Path) -> None:
     app, bodies = offload_app(tmp_path)
     body = bodies / '0000000009'
     body.write_bytes(b'short')
-    headers = {'X-Body-File': str(body), 'X-Body-Length': '6'}
+    headers = {**KEYED, 'X-Body-File': str(body), 'X-Body-Length': '6'}
     resp = app.post('/files', b'', headers=headers, expect_errors=True)
     assert resp.status_int == 400
     short = hashlib.sha256(b'short').hexdigest()
@@ -364,7 +385,7 @@ def test_body_file_from_an_untrusted_peer_is_400(tmp_path: Path) -> None:
     resp = app.post(
         '/files',
         b'',
-        headers={'X-Body-File': str(body)},
+        headers={**KEYED, 'X-Body-File': str(body)},
         extra_environ={'REMOTE_ADDR': '192.0.2.7'},
         expect_errors=True,
     )
@@ -423,5 +444,69 @@ def test_adopted_body_counts_in_upload_bytes_metric(tmp_path: Path) -> None:
     app, bodies = offload_app(tmp_path)
     body = bodies / '0000000012'
     body.write_bytes(b'x' * 1234)
-    app.post('/files', b'', headers={'X-Body-File': str(body)})
+    app.post('/files', b'', headers={**KEYED, 'X-Body-File': str(body)})
     assert value(scrape(app), 'wsgi_store_upload_bytes_total') == 1234
+
+
+def test_body_file_without_the_site_key_is_400_and_never_read(tmp_path: Path) -> None:
+    """A loopback peer naming a real body file is refused without the exact key."""
+    app, bodies = offload_app(tmp_path)
+    body = bodies / '0000000013'
+    body.write_bytes(b'another client')
+    for sent in (
+        {},
+        {'X-Body-Offload-Key': KEY[:-1] + 'X'},
+        {'X-Body-Offload-Key': ''},
+    ):
+        headers = {**sent, 'X-Body-File': str(body)}
+        resp = app.post('/files', b'', headers=headers, expect_errors=True)
+        assert resp.status_int == 400, (sent, resp.text)
+        assert resp.content_type == 'application/problem+json'
+        assert KEY not in resp.text
+    other = hashlib.sha256(b'another client').hexdigest()
+    assert not (tmp_path / 'store' / other[:2] / other).exists()
+    resp = app.post('/files', b'', headers={**KEYED, 'X-Body-File': str(body)})
+    assert resp.text.strip() == other  # the same request with the key: adopted
+
+
+def test_body_file_is_refused_when_no_key_file_is_configured(tmp_path: Path) -> None:
+    from wsgi_store.app import create_app
+    from wsgi_store.config import Config
+
+    bodies = tmp_path / 'store' / 'tmp' / 'nginx-body'
+    config = Config(store_dir=tmp_path / 'store', nginx_body_dir=bodies)
+    app = webtest.TestApp(create_app(config))
+    bodies.mkdir()
+    body = bodies / '0000000014'
+    body.write_bytes(b'no key anywhere')
+    for sent in ({}, {'X-Body-Offload-Key': ''}, KEYED):
+        headers = {**sent, 'X-Body-File': str(body)}
+        resp = app.post('/files', b'', headers=headers, expect_errors=True)
+        assert resp.status_int == 400, (sent, resp.text)
+    assert os.listdir(tmp_path / 'store' / 'tmp') == ['nginx-body']
+
+
+def test_nginx_config_creates_a_0600_key_and_puts_it_only_in_the_site(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / 'body.key'
+    args = ('nginx-config', '--store', str(tmp_path / 'store'), '--body-offload')
+    made = filestorectl(*args, '--body-key-file', str(key_file))
+    assert made.returncode == 0, made.stderr
+    key = key_file.read_text().strip()
+    assert len(key) >= 32
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert f'created the body offload key {key_file}' in made.stderr
+    assert key not in made.stderr
+    assert f'proxy_set_header X-Body-Offload-Key "{key}";' in made.stdout
+    uploads = made.stdout.partition('location ^~ /uploads {')[2].partition('}')[0]
+    assert "proxy_set_header X-Body-Offload-Key '';" in uploads
+    again = filestorectl(*args, '--body-key-file', str(key_file))  # kept, not new
+    assert again.returncode == 0, again.stderr
+    assert 'created' not in again.stderr
+    assert f'"{key}";' in again.stdout
+    key_file.write_text('short $bad;\n')
+    bad = filestorectl(*args, '--body-key-file', str(key_file))
+    assert bad.returncode == 2
+    assert 'not a key' in bad.stderr
+    assert '$bad' not in bad.stderr + bad.stdout

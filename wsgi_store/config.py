@@ -137,6 +137,9 @@ class Config:
     # nginx in front writes request bodies here (`nginx-config --body-offload`)
     # and names them in X-Body-File; None = never read a file a header names.
     nginx_body_dir: Path | None = None
+    # The secret nginx sends in X-Body-Offload-Key with each X-Body-File; the
+    # app adopts no file without it (wsgi_store/http/bodyfile.py).
+    nginx_body_key_file: Path | None = None
     tokens_file: Path | None = None
     public_read: bool = False
     # Origins (scheme://host[:port]) whose pages may call the upload and object

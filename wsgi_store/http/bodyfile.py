@@ -6,10 +6,16 @@ app no body, and names the file in ``X-Body-File`` (and its length in
 ``X-Body-Length``), overwriting whatever a client sent under those names.
 
 NOTE: the header is trusted only when ``nginx_body_dir``
-(``WSGI_STORE_NGINX_BODY_DIR``) is set, and only for a regular file directly
-inside that directory (no ``..``, no symlink anywhere in the path); anything
-else is a 400 and no file is read. Without the setting the header is ignored.
-gunicorn must then be reachable by nginx only (its default loopback bind).
+(``WSGI_STORE_NGINX_BODY_DIR``) is set, only from a ``FORWARDED_ALLOW_IPS``
+peer, only with the site's secret in ``X-Body-Offload-Key`` (the exact
+contents of ``nginx_body_key_file``, compared in constant time), and only for a
+regular file directly inside that directory (no ``..``, no symlink anywhere in
+the path); anything else is a 400 and no file is read. Without the directory
+setting the header is ignored. The key is what stops a local user who reaches
+gunicorn on loopback directly from naming another client's body file (nginx
+numbers them in sequence), finished or still being written: nginx sends the key
+and a file name only once it has read the whole body, so a file the app adopts
+is always complete; without the key the app never opens the file at all.
 
 A raw body is hard-linked into the store's ``tmp/`` (no copy), hashed, checked
 against the announced digests and committed through the backend like a
@@ -20,6 +26,7 @@ file as if it were the request stream.
 from __future__ import annotations
 
 import errno
+import hmac
 import ipaddress
 import logging
 import os
@@ -38,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 BODY_FILE = 'X-Body-File'
 BODY_LENGTH = 'X-Body-Length'
+KEY_HEADER = 'X-Body-Offload-Key'
+KEY_ALPHABET = frozenset(
+    'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+)
+KEY_MIN_LENGTH = 32
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 NOT_OURS = f'{BODY_FILE} does not name a body file of this store'
 _NOT_LINKABLE = (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK)
@@ -47,15 +59,62 @@ def offered(req: falcon.Request, config: Config) -> str | None:
     """The body file this request names, when nginx offload is configured.
 
     Raises:
-        BadRequest: it came from a peer that is not a trusted proxy.
+        BadRequest: it came from a peer that is not a trusted proxy, or
+            without the site's key (``X-Body-Offload-Key``).
     """
     if config.nginx_body_dir is None:
         return None  # a client's X-Body-File means nothing here
     path = req.get_header(BODY_FILE)
-    if path is not None and not from_proxy(req.env.get('REMOTE_ADDR'), config):
-        logger.warning('refused %s from %s', BODY_FILE, req.env.get('REMOTE_ADDR'))
+    if path is None:
+        return None
+    peer = req.env.get('REMOTE_ADDR')
+    if not from_proxy(peer, config):
+        logger.warning('refused %s from %s', BODY_FILE, peer)
+        raise BadRequest(NOT_OURS)
+    if not key_matches(req.get_header(KEY_HEADER), config):
+        # NOTE: never log the key, nor what the client sent in its place.
+        logger.warning(
+            'refused %s from %s: wrong or no %s', BODY_FILE, peer, KEY_HEADER
+        )
         raise BadRequest(NOT_OURS)
     return path
+
+
+def key_matches(sent: str | None, config: Config) -> bool:
+    """True when ``sent`` is the site's key (constant-time comparison)."""
+    if config.nginx_body_key_file is None:
+        logger.error(
+            'nginx_body_dir is set without nginx_body_key_file '
+            '(WSGI_STORE_NGINX_BODY_KEY_FILE): every X-Body-File is refused'
+        )
+        return False
+    try:
+        key = read_key(config.nginx_body_key_file)
+    except (OSError, ValueError) as exc:
+        logger.error('cannot use the body offload key file: %s', exc)
+        return False
+    return sent is not None and hmac.compare_digest(
+        sent.encode('utf-8', 'surrogateescape'), key.encode('ascii')
+    )
+
+
+def read_key(path: Path) -> str:
+    """The secret in ``path``: one line of at least 32 ``[A-Za-z0-9_-]``.
+
+    The alphabet is what nginx can carry in a quoted ``proxy_set_header`` value
+    unchanged (no ``$`` variable, no quote, no ``;``).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: its contents are not such a key (the message omits them).
+    """
+    key = Path(path).read_text(encoding='ascii', errors='replace').strip()
+    if len(key) < KEY_MIN_LENGTH or not set(key) <= KEY_ALPHABET:
+        raise ValueError(
+            f'{path}: not a key (one line of at least {KEY_MIN_LENGTH} '
+            'characters A-Z a-z 0-9 - _)'
+        )
+    return key
 
 
 def from_proxy(peer: object, config: Config) -> bool:

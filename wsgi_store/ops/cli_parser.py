@@ -35,6 +35,7 @@ SERVER_FLAGS = {
     '--tokens': 'tokens_file',
     '--log-format': 'log_format',
     '--cors-origin': 'cors_origins',
+    '--body-key-file': 'nginx_body_key_file',
 }
 REPEATABLE = frozenset({'--cors-origin'})  # each use adds one value (a list)
 SWITCHES = {  # flag -> (Config field, value when given)
@@ -62,6 +63,8 @@ HELP = {
     'next to a --pidfile)',
     '--accel-redirect': 'nginx internal location for X-Accel-Redirect, e.g. /_store',
     '--tokens': 'file of bearer tokens required to write (and read)',
+    '--body-key-file': 'the secret nginx sends with each body file it names '
+    '(--body-offload; nginx-config creates it, mode 0600, if missing)',
     '--cors-origin': 'an origin (scheme://host[:port]) whose web pages may upload '
     'and read through CORS (repeatable)',
 }
@@ -172,7 +175,8 @@ def _add_generators(
         '--body-offload',
         action='store_true',
         help='nginx receives upload bodies into STORE/tmp/nginx-body and the app '
-        'adopts the file (start the app with WSGI_STORE_NGINX_BODY_DIR)',
+        'adopts the file (start the app with WSGI_STORE_NGINX_BODY_DIR and the '
+        'same --body-key-file)',
     )
 
 

@@ -33,6 +33,7 @@ from wsgi_store.http.downloads import CACHE_CONTROL
 from wsgi_store.http.problems import PROBLEM_JSON, TYPE_BASE
 from wsgi_store.ops.nginx_cors import cors_headers, cors_maps
 from wsgi_store.ops.nginx_offload import (
+    offload_key,
     offload_server,
     offload_uploads,
     without_streaming,
@@ -265,7 +266,7 @@ def site_config(
     store = str(config.store_dir).rstrip('/')
     offload = body_offload and config.backend == 'fs'
     text = _HEAD.format(
-        offload=offload_server(store) if offload else '',
+        offload=offload_server(store, offload_key(config)) if offload else '',
         uploads_offload=offload_uploads(name) if offload else '',
         name=name,
         servers='\n'.join(f'    server {s};' for s in servers),
