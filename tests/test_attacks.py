@@ -353,6 +353,62 @@ def test_missing_lookup_through_the_body_offload_site_reads_its_body(
     offload_site.settle()  # nginx's body file is gone, nothing left in tmp/
 
 
+def test_forged_x_body_file_naming_a_body_nginx_is_writing_is_refused(
+    offload_site,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """A local user with a write token, straight to gunicorn on loopback, names
+    another client's body file while nginx is still writing it (the names are
+    sequential): without the site's key nothing is read, stored or hashed."""
+    import requests
+
+    from tests.test_nginx_body_offload import AUTH, WRITER
+
+    site = offload_site
+    total, sent = 3 * 1024 * 1024, 2 * 1024 * 1024
+    victim = bytes(range(256)) * (total // 256)
+    objects = lambda: sorted(  # noqa: E731
+        p.name for p in site.store.glob('??/*') if p.parent.name != 'tmp'
+    )
+    before = objects()
+    port = int(site.nginx.url.rsplit(':', 1)[1])
+    with socket.create_connection(('127.0.0.1', port), timeout=30) as victim_sock:
+        victim_sock.sendall(
+            b'POST /files HTTP/1.1\r\nHost: x\r\nConnection: close\r\n'
+            + f'Authorization: Bearer {WRITER}\r\n'.encode()
+            + f'Content-Length: {total}\r\n\r\n'.encode()
+            + victim[:sent]
+        )
+        in_flight = lambda: [  # noqa: E731
+            p for p in site.bodies.iterdir() if p.stat().st_size >= 1024 * 1024
+        ]
+        wait_until(lambda: site.bodies.is_dir() and in_flight(), 30, 'a body file')
+        (body,) = in_flight()
+        for guess in ({}, {'X-Body-Offload-Key': ''}, {'X-Body-Offload-Key': 'x' * 43}):
+            headers = {
+                **AUTH,
+                **guess,
+                'X-Body-File': str(body),
+                'X-Body-Length': str(body.stat().st_size),
+            }
+            resp = requests.post(site.app.url + '/files', headers=headers, timeout=30)
+            assert resp.status_code == 400, (guess, resp.text)
+            assert resp.headers['Content-Type'] == 'application/problem+json'
+            assert hashlib.sha256(victim[:sent]).hexdigest() not in resp.text
+        assert objects() == before  # nothing adopted, nothing stored
+        victim_sock.sendall(victim[sent:])
+        answer = b''
+        for _ in range(1000):  # bounded; nginx closes after the answer
+            chunk = victim_sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert STATUS_LINE.match(answer) and STATUS_LINE.match(answer)[1] == b'200', answer
+    want = hashlib.sha256(victim).hexdigest()
+    assert want.encode() in answer  # the victim's own upload is intact
+    assert objects() == sorted([*before, want])
+    site.settle()
+
+
 # -- ?filename= on all three read paths (real gunicorn, nginx accel and direct) ---
 @pytest.fixture(scope='module')
 def paths():
