@@ -157,6 +157,30 @@ def test_head_not_finished_in_time_gets_408_and_close(tmp_path: Path) -> None:
     assert took < 4.0, took
 
 
+def test_oversized_unfinished_heads_get_431_at_once_and_hold_no_thread(
+    tmp_path: Path, nofile: None
+) -> None:
+    """32 clients each send 70 KiB of header fields and then stall: each gets a
+    431 at once (no thread waits for the rest of its head until the deadline),
+    and the service keeps answering."""
+    field = b'X-Pad: ' + b'a' * 8000 + b'\r\n'
+    head = b'GET /healthz HTTP/1.1\r\nHost: x\r\n' + field * 9  # > 64 KiB
+    with gunicorn(tmp_path, header_timeout=30) as server:
+        socks = [connect(server) for _ in range(32)]
+        try:
+            for sock in socks:
+                sock.sendall(head)  # and never the blank line
+            for sock in socks:
+                answer = read_response(sock, limit=5.0)
+                assert answer.startswith(b'HTTP/1.1 431 '), answer[:80]
+                assert b'application/problem+json' in answer
+            status, _, took = timed(server, 'GET', '/healthz')
+            assert status == 200 and took < 2.0, (status, took)
+        finally:
+            for sock in socks:
+                sock.close()
+
+
 def test_http11_request_without_host_is_400(tmp_path: Path) -> None:
     with gunicorn(tmp_path) as server, connect(server) as sock:
         sock.sendall(b'GET /healthz HTTP/1.1\r\n\r\n')

@@ -147,6 +147,12 @@ NO_HOST = problem_response(
 MALFORMED = problem_response(
     400, 'bad-request', 'Bad Request', 'the request line or a header is malformed'
 )
+HEAD_TOO_LARGE = problem_response(
+    431,
+    'header-too-large',
+    'Request Header Fields Too Large',
+    'the request head is larger than this server takes (64 KiB)',
+)
 HEAD_TIMEOUT = problem_response(
     408,
     'request-timeout',

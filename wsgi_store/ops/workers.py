@@ -1,27 +1,22 @@
 """The gunicorn worker of wsgi-store: gthread with deadlines for slow clients.
 
-gunicorn's gthread worker hands a connection to a thread as soon as it is
-readable; the thread then blocks in the header parser and in body reads for as
-long as the client likes (STYLE.md trap 13). :class:`StoreWorker` changes three
-things and leaves the rest (keep-alive, sendfile, graceful stop) to gthread:
+gthread hands a connection to a thread as soon as it is readable; the thread
+then blocks in the parser and in body reads for as long as the client likes
+(STYLE.md trap 13). :class:`StoreWorker` changes three things and leaves the rest
+(keep-alive, sendfile, graceful stop) to gthread:
 
 * The request head is gathered in the poller, without a thread, and must be
-  complete within ``HEADER_TIMEOUT`` seconds of the connection (or of its first
-  byte on a kept-alive connection). A small body (up to ``BODY_BUFFER_BYTES``)
-  is gathered there too, with ``BODY_IDLE_TIMEOUT`` seconds allowed between
-  reads. Slow clients then cost a buffer, not a thread.
-* Requests whose body is still on its way (large, chunked, or ``Expect:
-  100-continue``) run on a separate pool of ``UPLOAD_THREADS`` threads, so slow
-  uploads can fill that pool but never the one answering everything else.
-* Every blocking read or write on a client socket has a timeout of
-  ``BODY_IDLE_TIMEOUT``: a silent client is cut (the app sees the body end
-  early and removes its temp file) instead of holding a thread for ever; a
-  body averaging less than ``BODY_MIN_RATE_BYTES`` per second once it has
-  taken longer than ``BODY_IDLE_TIMEOUT`` is cut the same way.
+  complete within ``HEADER_TIMEOUT`` (a head over 64 KiB is a 431). A small body
+  (up to ``BODY_BUFFER_BYTES``) is gathered there too, ``BODY_IDLE_TIMEOUT``
+  allowed between reads: slow clients cost a buffer, not a thread.
+* Requests whose body is still on its way (large, chunked, ``Expect:
+  100-continue``) run on their own pool of ``UPLOAD_THREADS`` threads.
+* Every blocking read or write on a client socket times out after
+  ``BODY_IDLE_TIMEOUT``, and a body slower than ``BODY_MIN_RATE_BYTES`` per second
+  after that long is cut (the app sees a short body and removes its temp file).
 
-It also refuses an HTTP/1.1 request without ``Host`` (RFC 9112, section 3.2)
-and answers ``Expect: 100-continue`` with a Content-Length over the upload
-limit with the app's 413 instead of ``100 Continue``.
+It also refuses HTTP/1.1 without ``Host`` (RFC 9112 3.2) and answers ``Expect:
+100-continue`` over the upload limit with the app's 413, not ``100 Continue``.
 """
 
 from __future__ import annotations
@@ -42,7 +37,8 @@ from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from wsgi_store.config import Config
-from wsgi_store.ops.clientsocket import HEAD_TIMEOUT, MALFORMED, NO_HOST, DeadlineSocket
+from wsgi_store.ops import clientsocket as answers
+from wsgi_store.ops.clientsocket import DeadlineSocket
 from wsgi_store.ops.requesthead import MAIN, hopeless, plan
 
 logger = logging.getLogger(__name__)
@@ -71,9 +67,9 @@ class StoreWorker(ThreadWorker):
         self.upload_pool: futures.ThreadPoolExecutor | None = None
         # Connections whose next request is being gathered (insertion order).
         self.gathering: dict[TConn, None] = {}
-        # Past this many bytes without a complete head, gunicorn's parser gets
-        # the request (and refuses it if its own limits say so). Capped so that
-        # a thousand gathering connections stay within ~64 MiB of buffers.
+        # Past this many bytes without a complete head the request is refused
+        # (431), never handed to gunicorn's parser half-read. Capped so that a
+        # thousand gathering connections stay within ~64 MiB of buffers.
         self.head_cap = min(
             HEAD_GATHER_CAP,
             self.cfg.limit_request_line
@@ -186,9 +182,12 @@ class StoreWorker(ThreadWorker):
                 head = bytes(conn.head)
                 if hopeless(head, self.cfg.limit_request_line):
                     # gunicorn would wait for the end of the line first
-                    conn.refuse = True
+                    conn.refuse = answers.MALFORMED
                     self._dispatch(conn, MAIN)
                 elif len(head) > self.head_cap:
+                    # NOTE: never hand an unfinished head to gunicorn's parser: it
+                    # would hold a thread (and up to ~800 KiB) until the deadline.
+                    conn.refuse = answers.HEAD_TOO_LARGE
                     self._dispatch(conn, MAIN)
                 return
             conn.lane, conn.need = found
@@ -219,16 +218,17 @@ class StoreWorker(ThreadWorker):
         for conn in list(self.gathering):
             if conn.deadline <= now:
                 # 408 only to a client that started a request (RFC 9110 15.5.9)
-                self._drop(conn, HEAD_TIMEOUT if conn.head else b'')
+                self._drop(conn, answers.HEAD_TIMEOUT if conn.head else b'')
             elif not self.alive and not conn.head:
                 self._drop(conn)
 
     # -- in a thread -----------------------------------------------------------
     def handle(self, conn: TConn) -> Any:
-        if getattr(conn, 'refuse', False):
+        answer = getattr(conn, 'refuse', None)
+        if answer:
             conn.sock.setblocking(True)
             with contextlib.suppress(OSError):
-                util.write(conn.sock, MALFORMED)
+                util.write(conn.sock, answer)
             result = False
         else:
             result = self._handle_gathered(conn)
@@ -253,7 +253,7 @@ class StoreWorker(ThreadWorker):
         if isinstance(conn.sock, DeadlineSocket):
             conn.sock.start_request()
         if req.version >= (1, 1) and not any(n == 'HOST' for n, _ in req.headers):
-            util.write(conn.sock, NO_HOST)
+            util.write(conn.sock, answers.NO_HOST)
             return False
         if req._expected_100_continue and self.max_upload:
             length = _content_length(req)
