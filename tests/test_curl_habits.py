@@ -212,13 +212,13 @@ def test_real_curl_upload_through_the_generated_nginx_site(tmp_path: Path) -> No
 # -- 405: one Allow order, and a hint --------------------------------------------
 ROUTES = {
     '/': 'GET, HEAD, POST, DELETE',
-    '/files': 'GET, POST',
+    '/files': 'GET, HEAD, POST',
     '/files/missing': 'POST',
     f'/files/{H}': 'GET, HEAD, PUT, DELETE',
     '/healthz': 'GET, HEAD',
-    '/readyz': 'GET',
-    '/metrics': 'GET',
-    '/openapi.json': 'GET',
+    '/readyz': 'GET, HEAD',
+    '/metrics': 'GET, HEAD',
+    '/openapi.json': 'GET, HEAD',
 }
 METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE')
 
@@ -247,7 +247,7 @@ def test_put_root_is_405_and_says_how_to_upload(app: webtest.TestApp) -> None:
 
 def test_put_files_is_405_and_says_how_to_upload(app: webtest.TestApp) -> None:
     resp = app.put('/files', DATA, status=405)
-    assert resp.headers['Allow'] == 'GET, POST'
+    assert resp.headers['Allow'] == 'GET, HEAD, POST'
     assert (
         'use POST / or POST /files, or PUT /NAME or PUT /files/NAME'
         in (resp.json['detail'])

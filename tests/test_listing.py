@@ -204,9 +204,19 @@ def test_other_methods_on_missing_are_405_not_invalid_hash(app, method):
         assert resp.json['type'].endswith('/method-not-allowed')
 
 
-def test_files_allows_get_and_post_only(app):
+def test_files_allows_get_head_and_post_only(app):
     resp = app.request('/files', method='PUT', status=405)
-    assert set(resp.headers['Allow'].split(', ')) == {'GET', 'POST'}
+    assert set(resp.headers['Allow'].split(', ')) == {'GET', 'HEAD', 'POST'}
+
+
+@pytest.mark.parametrize('path', ['/files', '/readyz', '/metrics', '/openapi.json'])
+def test_every_get_route_answers_head_with_the_same_headers(app, path):
+    """RFC 9110 9.1: a server supports HEAD wherever it supports GET."""
+    get = app.get(path)
+    head = app.head(path)
+    assert head.status_int == get.status_int == 200
+    assert head.body == b''
+    assert head.headers['Content-Type'] == get.headers['Content-Type']
 
 
 def test_find_missing_works_on_any_backend(backend):

@@ -159,6 +159,8 @@ class FilesResource:
         after = parse_after(req.params.get('after'), self.service.hex_length)
         _json(resp, list_page(self.service.backend, after, limit))
 
+    on_head = on_get
+
 
 class MissingResource:
     """``/files/missing``: which of these hashes does the store lack? (POST)."""

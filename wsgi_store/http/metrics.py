@@ -335,3 +335,5 @@ class MetricsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data, resp.content_type = self.metrics.render(req.get_header('Accept'))
         resp.cache_control = ['no-store']
+
+    on_head = on_get

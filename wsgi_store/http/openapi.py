@@ -61,3 +61,5 @@ class OpenAPIResource:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = self.body
         resp.cache_control = ['public', 'max-age=300']
+
+    on_head = on_get

@@ -179,3 +179,5 @@ class ReadyResource:
             )
             + '\n'
         )
+
+    on_head = on_get
