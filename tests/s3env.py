@@ -67,6 +67,22 @@ def s3_config(prefix: str, **changes: object) -> Config:
     return config.replace(**changes)
 
 
+def node_settings(prefix: str, part_bytes: int) -> dict[str, object]:
+    """WSGI_STORE_* settings shared by every gunicorn node on one bucket and prefix."""
+    config = s3_config(prefix)
+    return {
+        'backend': 's3',
+        's3_endpoint_url': config.s3_endpoint_url,
+        's3_bucket': config.s3_bucket,
+        's3_prefix': prefix,
+        's3_region': config.s3_region,
+        's3_addressing_style': 'path',
+        's3_part_bytes': part_bytes,
+        'workers': 1,
+        'threads': 4,
+    }
+
+
 def client() -> Any:
     """A plain boto3 client for the test server (to look behind the backend)."""
     import boto3

@@ -51,22 +51,6 @@ class Cluster:
     access_log: Path
 
 
-def node_settings(prefix: str) -> dict[str, object]:
-    """WSGI_STORE_* settings shared by every node: one bucket, one prefix."""
-    config = s3env.s3_config(prefix)
-    return {
-        'backend': 's3',
-        's3_endpoint_url': config.s3_endpoint_url,
-        's3_bucket': config.s3_bucket,
-        's3_prefix': prefix,
-        's3_region': config.s3_region,
-        's3_addressing_style': 'path',
-        's3_part_bytes': PART,
-        'workers': 1,
-        'threads': 4,
-    }
-
-
 def start_node(
     stack: contextlib.ExitStack, work: Path, name: str, **settings: object
 ) -> Server:
@@ -87,7 +71,7 @@ def cluster() -> Iterator[Cluster]:
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         stack.callback(s3env.cleanup, prefix)
-        settings = node_settings(prefix)
+        settings = s3env.node_settings(prefix, PART)
         nodes = [start_node(stack, work, name, **settings) for name in ('a', 'b')]
         port = free_port()
         access_log = work / 'access.log'

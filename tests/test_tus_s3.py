@@ -147,18 +147,7 @@ def test_s3_concatenation_is_refused_with_400(s3app):
 @pytest.mark.e2e
 def test_upload_started_on_node_a_is_finished_on_node_b(prefix, tmp_path):
     """Two gunicorn nodes on one bucket and prefix, nothing shared on disk."""
-    config = s3env.s3_config(prefix)
-    settings = {
-        'backend': 's3',
-        's3_endpoint_url': config.s3_endpoint_url,
-        's3_bucket': config.s3_bucket,
-        's3_prefix': prefix,
-        's3_region': config.s3_region,
-        's3_addressing_style': 'path',
-        's3_part_bytes': PART,
-        'workers': 1,
-        'threads': 4,
-    }
+    settings = s3env.node_settings(prefix, PART)
     path = tmp_path / 'nodes.bin'
     digest = make_file(path, 12 * MiB + 9)
     with contextlib.ExitStack() as stack:
@@ -276,17 +265,7 @@ def test_s3_upload_through_nginx_over_two_nodes_survives_losing_one(prefix, tmp_
     nodes; with node A stopped half-way, node B finishes the upload."""
     require_binary('nginx', '/usr/sbin/nginx')
     config = s3env.s3_config(prefix)
-    settings = {
-        'backend': 's3',
-        's3_endpoint_url': config.s3_endpoint_url,
-        's3_bucket': config.s3_bucket,
-        's3_prefix': prefix,
-        's3_region': config.s3_region,
-        's3_addressing_style': 'path',
-        's3_part_bytes': PART,
-        'workers': 1,
-        'threads': 4,
-    }
+    settings = s3env.node_settings(prefix, PART)
     work = Path(tempfile.mkdtemp(prefix='wsgi-store-tus-s3-'))
     work.chmod(0o755)  # nginx's workers keep temp files here
     path = tmp_path / 'behind.bin'
@@ -343,17 +322,7 @@ def test_s3_worker_killed_mid_patch_on_node_a_then_resumed_on_node_b(prefix, tmp
     writer's lock is stale (30 s), then finishes; gc removes the dead writer's
     multipart upload with the expired upload."""
     config = s3env.s3_config(prefix)
-    settings = {
-        'backend': 's3',
-        's3_endpoint_url': config.s3_endpoint_url,
-        's3_bucket': config.s3_bucket,
-        's3_prefix': prefix,
-        's3_region': config.s3_region,
-        's3_addressing_style': 'path',
-        's3_part_bytes': PART,
-        'workers': 1,
-        'threads': 4,
-    }
+    settings = s3env.node_settings(prefix, PART)
     path = tmp_path / 'killed.bin'
     digest = make_file(path, 12 * MiB)
     data = path.read_bytes()

@@ -91,7 +91,7 @@ class Tus:
         try:
             return self.uploads.load_live(upload_id, self.owner(req))
         except h.Gone as gone:
-            resp.context.tus_expired = getattr(gone, 'first_seen', False)
+            resp.context.tus_expired = gone.first_seen
             raise
 
     # -- answers -----------------------------------------------------------------

@@ -64,6 +64,7 @@ class Conflict(StoreError):
 
 class Gone(StoreError):
     status, slug, title = 410, 'upload-expired', 'Upload expired'
+    first_seen = False  # True for the first request (any process) to see it expire
 
 
 class Locked(StoreError):

@@ -40,9 +40,9 @@ from botocore.exceptions import ClientError
 
 from wsgi_store.backends.s3 import S3Backend
 from wsgi_store.errors import NotFound
-from wsgi_store.tus.headers import Gone, Locked, is_upload_id
+from wsgi_store.tus.headers import Locked, is_upload_id
 from wsgi_store.tus.s3writer import S3Writer
-from wsgi_store.tus.sessions import UploadInfo
+from wsgi_store.tus.sessions import UploadInfo, check_live
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +115,7 @@ class S3UploadStore:
         return info
 
     def load_live(self, upload_id: str, owner: str) -> UploadInfo:
-        info = self.load(upload_id, owner)
-        expires = self.expires(upload_id)
-        if expires <= time.time():
-            gone = Gone(f'the upload expired at {time.ctime(expires)}')
-            gone.first_seen = self._mark_expired(upload_id)  # type: ignore[attr-defined]
-            raise gone
-        return info
+        return check_live(self, self.load(upload_id, owner), upload_id)
 
     def _mark_expired(self, upload_id: str) -> bool:
         try:

@@ -1,14 +1,11 @@
 """Upload state on the filesystem: ``STORE/uploads/<id>/``.
 
-Each upload directory holds three files:
-
 ``info.json``
     What the creating request said (length, metadata, owner, concatenation,
-    expected hashes) and, once complete, the stored object. Written whole to a
-    temp name, flushed, renamed, directory flushed: never seen half-written.
+    expected hashes) and, once complete, the object. Written whole to a temp
+    name, flushed, renamed, directory flushed: never seen half-written.
 ``data``
-    The bytes received so far. May be longer than the committed offset after a
-    crash mid-``PATCH``; the tail is cut off by the next writer.
+    The bytes so far; after a crash mid-``PATCH`` the next writer cuts the tail.
 ``offset``
     The committed offset: a fixed-width decimal record rewritten in place (one
     sector) and flushed after the data file was. An acknowledged
@@ -35,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from wsgi_store.backends.dirsync import DirSyncer
 from wsgi_store.errors import NotFound
@@ -115,13 +113,7 @@ class UploadStore:
 
     def load_live(self, upload_id: str, owner: str) -> UploadInfo:
         """Like :meth:`load`, but 410 once the upload has expired."""
-        info = self.load(upload_id, owner)
-        expires = self.expires(upload_id)
-        if expires <= time.time():
-            gone = Gone(f'the upload expired at {time.ctime(expires)}')
-            gone.first_seen = self._mark_expired(upload_id)  # type: ignore[attr-defined]
-            raise gone
-        return info
+        return check_live(self, self.load(upload_id, owner), upload_id)
 
     def _mark_expired(self, upload_id: str) -> bool:
         """True for the first request (any process) to find the upload expired."""
@@ -245,6 +237,16 @@ class UploadStore:
         if removed:
             logger.info('removed %d expired upload(s) from %s', removed, self.root)
         return removed
+
+
+def check_live(store: Any, info: UploadInfo, upload_id: str) -> UploadInfo:
+    """``info``, or :class:`Gone` once expired (``first_seen``: once, any process)."""
+    expires = store.expires(upload_id)
+    if expires <= time.time():
+        gone = Gone(f'the upload expired at {time.ctime(expires)}')
+        gone.first_seen = store._mark_expired(upload_id)
+        raise gone
+    return info
 
 
 class Writer:
